@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` and `make test`.
+# torch is installed first and pinned (TORCH_SPEC), so pip never resolves an unpinned,
+# multi-GB CUDA build; override it on a GPU box, e.g. `make run TORCH_SPEC=torch`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PROMPT ?= 나는 어두운 숲 속을 거닐고 있다.
+BIN := $(VENV)/bin
+
+.PHONY: run test setup setup-dev bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
+	$(BIN)/pip install -q --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
+
+run: setup
+	$(BIN)/kogpt2 generate "$(PROMPT)"
+
+test: setup-dev
+	$(BIN)/python -m pytest -q
+
+bench: setup-dev
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

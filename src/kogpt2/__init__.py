@@ -1,0 +1,38 @@
+"""KoGPT2: Korean GPT-2 toolkit.
+
+Public API (imported lazily so ``import kogpt2`` stays fast)::
+
+    import kogpt2
+    tok = kogpt2.get_kogpt2_tokenizer()          # bundled tokenizer, or a path
+    model = kogpt2.load_model()                   # bundled model, or any HF directory
+    print(kogpt2.generate("나는 어두운 숲 속을 거닐고 있다.", model=model, tokenizer=tok))
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "get_kogpt2_tokenizer": "kogpt2.tokenizer",
+    "load_tokenizer": "kogpt2.tokenizer",
+    "train_tokenizer": "kogpt2.tokenizer",
+    "bundled_model_dir": "kogpt2.paths",
+    "load_model": "kogpt2.model",
+    "build_model": "kogpt2.model",
+    "generate": "kogpt2.sampling",
+    "stream": "kogpt2.sampling",
+    "SamplingConfig": "kogpt2.sampling",
+    "KoGPT2Error": "kogpt2.errors",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'kogpt2' has no attribute {name!r}")

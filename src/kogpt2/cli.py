@@ -1,0 +1,88 @@
+"""The single ``kogpt2`` command.
+
+Every subcommand is registered in ``COMMANDS`` below: name -> (module, one-line help).
+A command module exposes ``configure(parser)``, which adds its arguments (or its own
+sub-subcommands) and sets ``func`` as the parser default; ``func(args)`` does the work
+by calling the library. Modules are imported only when their command runs, so
+``kogpt2 generate`` starts fast.
+
+Examples::
+
+    kogpt2 --help
+    kogpt2 tokenizer train ../shared/data/text --out runs/tok --vocab-size 16384
+    python -m kogpt2 data prepare ../shared/data/text --tokenizer runs/tok --out runs/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from kogpt2.errors import KoGPT2Error
+
+# NOTE: one table, one place. Keep it sorted by pipeline stage.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tokenizer": ("kogpt2.commands.tokenizer", "train, inspect and run Korean tokenizers"),
+    "data": ("kogpt2.commands.data", "prepare tokenized training shards, inspect them"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    width = max(len(n) for n in COMMANDS)
+    lines = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
+    return argparse.ArgumentParser(
+        prog="kogpt2",
+        description="KoGPT2: Korean GPT-2 toolkit.",
+        epilog=f"commands:\n{lines}\n\nRun `kogpt2 COMMAND --help` for a command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def build_parser(name: str) -> argparse.ArgumentParser:
+    """Build the argument parser of one subcommand (imports its module)."""
+    module_name, help_ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"kogpt2 {name}", description=help_)
+    module.configure(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``kogpt2`` console script. Returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    if not argv or argv[0] in ("-h", "--help"):
+        top.print_help()
+        return 0
+    if argv[0] == "--version":
+        from kogpt2 import __version__
+
+        print(f"kogpt2 {__version__}")
+        return 0
+    name = argv[0]
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}; choose one of: {', '.join(COMMANDS)} "
+              "(see `kogpt2 --help`)", file=sys.stderr)
+        return 2
+    parser = build_parser(name)
+    args = parser.parse_args(argv[1:])
+    func: Callable[[argparse.Namespace], int | None] | None = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(func(args) or 0)
+    except KoGPT2Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""Korean tokenizers: train (streaming), save and load as Hugging Face tokenizers.
+
+Design (measured in the foundation issue's note):
+  * NFC normalisation, then a GPT-2-like split into words with their leading space
+    (letters / numbers / punctuation / whitespace runs), spaces kept as real characters
+    so decoding is a plain concatenation: ``decode(encode(x)) == x`` for NFC text.
+  * Character-level BPE: Hangul syllables are whole symbols before any merge.
+  * Byte fallback: characters outside the learned alphabet (rare Hanja, emoji, Jamo,
+    control characters) become ``<0xXX>`` byte tokens, so there is never an ``<unk>``.
+  * SKT KoGPT2 v2 special-token layout: ``<s>``=0 ``</s>``=1 ``<usr>``=2 ``<pad>``=3
+    ``<sys>``=4 ``<unk>``=5 ``<mask>``=6 ``<d>``=7 ``</d>``=8 ``<unused0..99>``=9..108,
+    then the 256 byte tokens (109..364), then characters and merges.
+    ``bos_token = eos_token = '</s>'`` as in SKT's v2 (documents are joined with ``</s>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from kogpt2.errors import KoGPT2Error
+
+SPECIAL_TOKENS: list[str] = (
+    ["<s>", "</s>", "<usr>", "<pad>", "<sys>", "<unk>", "<mask>", "<d>", "</d>"]
+    + [f"<unused{i}>" for i in range(100)]
+)
+BYTE_TOKENS: list[str] = [f"<0x{b:02X}>" for b in range(256)]
+DOC_SEPARATOR = "<|endoftext|>"  # a line holding exactly this ends a document in corpora
+EOS = "</s>"
+EOS_ID = 1
+PAD_ID = 3
+
+# GPT-2's split, character-level: words keep their leading space; numbers, punctuation
+# and whitespace runs are separate pieces (the last space of a run joins the next word).
+SPLIT_PATTERN = r" ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+
+HF_SPECIALS = dict(bos_token=EOS, eos_token=EOS, unk_token="<unk>", pad_token="<pad>",
+                   mask_token="<mask>")
+
+
+def iter_text_lines(paths: Iterable[str | Path]) -> Iterator[str]:
+    """Stream the lines of KoGPT2-convention text files (``<|endoftext|>`` lines skipped).
+
+    Each yielded line keeps its trailing newline so the tokenizer learns ``\\n``.
+    """
+    for path in expand_paths(paths):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip() == DOC_SEPARATOR:
+                    continue
+                yield line if line.endswith("\n") else line + "\n"
+
+
+def expand_paths(paths: Iterable[str | Path], suffixes: tuple[str, ...] = (".txt",)) -> list[Path]:
+    """Expand files, directories (recursively, by suffix) and globs into a sorted file list."""
+    import glob
+
+    out: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and q.name.endswith(suffixes)))
+        elif p.is_file():
+            out.append(p)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(str(p), recursive=True))
+            if not matches:
+                raise KoGPT2Error(f"input path not found: {p} (give files, directories or globs)")
+            out.extend(m for m in matches if m.is_file())
+    if not out:
+        raise KoGPT2Error(f"no input files found in {[str(p) for p in paths]}")
+    return out
+
+
+def build_backend(vocab: dict[str, int] | None = None, merges: list | None = None):
+    """An empty (or given) ``tokenizers.Tokenizer`` with our normaliser/splitter/decoder."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+
+    if vocab is None:
+        model = models.BPE(unk_token="<unk>", byte_fallback=True)
+    else:
+        model = models.BPE(vocab=vocab, merges=merges or [], unk_token="<unk>", byte_fallback=True)
+    tok = Tokenizer(model)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated")
+    tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Fuse()])
+    return tok
+
+
+def train_tokenizer(
+    files: Iterable[str | Path] | None = None,
+    *,
+    vocab_size: int = 51200,
+    limit_alphabet: int = 3000,
+    min_frequency: int = 2,
+    texts: Iterable[str] | None = None,
+    out_dir: str | Path | None = None,
+    show_progress: bool = True,
+):
+    """Train a character-level BPE tokenizer with byte fallback by streaming text.
+
+    Args:
+        files: text files / directories / globs in the KoGPT2 convention.
+        vocab_size: final vocabulary size, specials and the 256 byte tokens included.
+        limit_alphabet: most frequent characters kept as base symbols; rarer ones use bytes.
+        min_frequency: minimum pair count for a merge.
+        texts: alternatively, an iterable of strings (used by tests).
+        out_dir: if given, save the HF tokenizer directory there (and check a round trip).
+
+    Returns:
+        a ``transformers.PreTrainedTokenizerFast``.
+    """
+    from tokenizers import trainers
+
+    n_fixed = len(SPECIAL_TOKENS) + len(BYTE_TOKENS)
+    if vocab_size <= n_fixed + 16:
+        raise KoGPT2Error(f"--vocab-size {vocab_size} is too small; it must exceed {n_fixed + 16} "
+                          f"({len(SPECIAL_TOKENS)} special + 256 byte tokens + some characters)")
+    if files is None and texts is None:
+        raise KoGPT2Error("give text files to train the tokenizer on")
+    iterator = texts if texts is not None else iter_text_lines(files)  # type: ignore[arg-type]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size - len(BYTE_TOKENS),
+        min_frequency=min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        limit_alphabet=limit_alphabet,
+        show_progress=show_progress,
+    )
+    tok = build_backend()
+    tok.train_from_iterator(iterator, trainer=trainer)
+    tok = _insert_byte_tokens(tok)
+    hf = wrap(tok)
+    if out_dir is not None:
+        save_tokenizer(hf, out_dir)
+    return hf
+
+
+def _insert_byte_tokens(tok):
+    """Re-number the trained vocabulary: specials, then 256 byte tokens, then the rest."""
+    data = json.loads(tok.to_str())
+    vocab: dict[str, int] = data["model"]["vocab"]
+    n_special = len(SPECIAL_TOKENS)
+    for i, s in enumerate(SPECIAL_TOKENS):
+        if vocab.get(s) != i:
+            raise RuntimeError(f"trainer put special token {s} at {vocab.get(s)}, expected {i}")
+    new_vocab = {s: i for i, s in enumerate(SPECIAL_TOKENS)}
+    new_vocab.update({b: n_special + i for i, b in enumerate(BYTE_TOKENS)})
+    for s, i in sorted(vocab.items(), key=lambda kv: kv[1]):
+        if i >= n_special and s not in new_vocab:
+            new_vocab[s] = len(new_vocab)
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in data["model"]["merges"]]
+    out = build_backend(new_vocab, merges)
+    from tokenizers import AddedToken
+
+    out.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in SPECIAL_TOKENS])
+    return out
+
+
+def wrap(backend):
+    """Wrap a ``tokenizers.Tokenizer`` as a ``PreTrainedTokenizerFast`` with our specials."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=backend, clean_up_tokenization_spaces=False,
+                                   **HF_SPECIALS)
+
+
+ROUND_TRIP_SAMPLES = [
+    "나는 어두운 숲 속을 거닐고 있다.",
+    "KoGPT2는 2021년에 공개되었다 — 그리고  공백  두 칸도 지킨다!\n다음 줄\t탭",
+    "이모지 😀🇰🇷, 한자 漢字, 자모 ㄱㅏ, 제어문자 \x01 끝",
+    "",
+]
+
+
+def save_tokenizer(tokenizer, out_dir: str | Path) -> Path:
+    """Save a HF tokenizer directory and check ``decode(encode(x)) == x`` on Korean samples."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(str(out))
+    reloaded = load_tokenizer(out)
+    for s in ROUND_TRIP_SAMPLES:
+        got = reloaded.decode(reloaded.encode(s))
+        if got != s:
+            raise RuntimeError(f"tokenizer round trip failed after saving to {out}: {s!r} -> {got!r}")
+    return out
+
+
+def load_tokenizer(path: str | Path | None = None):
+    """Load a tokenizer directory (ours, SKT KoGPT2 v2's, or any HF fast tokenizer).
+
+    With no path, the bundled model's tokenizer. A directory holding only a
+    ``tokenizer.json`` (SKT v2's layout) gets SKT's special tokens.
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    if path is None:
+        from kogpt2.paths import bundled_model_dir
+
+        path = bundled_model_dir()
+    p = Path(path)
+    if p.is_file() and p.name.endswith(".json"):
+        p = p.parent
+    if not (p / "tokenizer.json").is_file():
+        raise KoGPT2Error(f"no tokenizer.json in {p}: give a tokenizer or model directory "
+                          "(train one with `kogpt2 tokenizer train`)")
+    if (p / "tokenizer_config.json").is_file():
+        tok = PreTrainedTokenizerFast.from_pretrained(str(p))
+    else:
+        tok = PreTrainedTokenizerFast(tokenizer_file=str(p / "tokenizer.json"),
+                                      clean_up_tokenization_spaces=False, **HF_SPECIALS)
+    tok.clean_up_tokenization_spaces = False
+    return tok
+
+
+def get_kogpt2_tokenizer(path: str | Path | None = None):
+    """The familiar name from ``kogpt2-transformers``: load the bundled (or given) tokenizer."""
+    return load_tokenizer(path)
+
+
+def tokenizer_hash(tokenizer) -> str:
+    """A stable short hash of a tokenizer's vocabulary and merges (stored beside data shards)."""
+    backend = tokenizer.backend_tokenizer if hasattr(tokenizer, "backend_tokenizer") else tokenizer
+    data = json.loads(backend.to_str())
+    key = json.dumps({"model": data["model"], "added": [(t["id"], t["content"]) for t in data["added_tokens"]],
+                      "normalizer": data["normalizer"], "pre_tokenizer": data["pre_tokenizer"]},
+                     sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
