@@ -26,6 +26,17 @@ from kogpt2.errors import KoGPT2Error
 COMMANDS: dict[str, tuple[str, str]] = {
     "tokenizer": ("kogpt2.commands.tokenizer", "train, inspect and run Korean tokenizers"),
     "data": ("kogpt2.commands.data", "prepare tokenized training shards, inspect them"),
+    "train": ("kogpt2.commands.train", "pretrain a GPT-2 / GPT-Neo from data shards (CPU, GPU, torchrun)"),
+    "generate": ("kogpt2.commands.generate", "generate Korean text (streaming) with any model directory"),
+    "eval": ("kogpt2.commands.eval", "evaluate models: bits per character, chat, sentiment"),
+    "export": ("kogpt2.commands.export", "export a model to ONNX (with past key/values, optional int8)"),
+    "convert": ("kogpt2.commands.convert", "import TF GPT-2 checkpoints and normalise KoGPT2 v1/v2 directories"),
+    "finetune": ("kogpt2.commands.finetune", "fine-tune a chatbot or a sentiment classifier (LoRA or full)"),
+    "chat": ("kogpt2.commands.chat", "chat with a fine-tuned model in Korean"),
+    "classify": ("kogpt2.commands.classify", "classify the sentiment of Korean text"),
+    "pplm": ("kogpt2.commands.pplm", "steer generation with PPLM (bag of words or discriminator)"),
+    "adventure": ("kogpt2.commands.adventure", "play a Korean text adventure steered by PPLM"),
+    "serve": ("kogpt2.commands.serve", "serve an OpenAI-compatible HTTP API and the web demo"),
 }
 
 

@@ -11,6 +11,21 @@ Design (measured in the foundation issue's note):
     ``<sys>``=4 ``<unk>``=5 ``<mask>``=6 ``<d>``=7 ``</d>``=8 ``<unused0..99>``=9..108,
     then the 256 byte tokens (109..364), then characters and merges.
     ``bos_token = eos_token = '</s>'`` as in SKT's v2 (documents are joined with ``</s>``).
+
+Normalisation policy: **NFC in**. Every input is NFC-normalised before splitting, so
+``decode(encode(x)) == unicodedata.normalize("NFC", x)``: NFC text comes back exactly,
+and NFD input (e.g. decomposed Hangul Jamo from macOS file names) encodes like its NFC
+form. Nothing else is changed: spaces, tabs, newlines and control characters survive.
+
+Other layouts ``load_tokenizer`` recognises (see ``tokenizer_layout``):
+  * ``skt-v2``: SKT KoGPT2 v2's ``tokenizer.json`` (NFKC + Metaspace, same special ids);
+    it ships without ``tokenizer_config.json``, so SKT's special tokens are filled in.
+  * ``kogpt2-v1``: the Hugging Face conversion of KoGPT2 v1, whose added tokens carry
+    ids that collide with vocabulary ids, plus ``<mask>``, ``<unused98..99>`` and
+    emoticons that are not in the model's 50,000-entry vocabulary. It is repaired on load:
+    added tokens take their vocabulary ids, those outside the vocabulary are dropped
+    (they would get ids >= 50,000 that the model cannot embed) and characters outside
+    the vocabulary become ``<unk>`` instead of vanishing silently.
 """
 
 from __future__ import annotations
@@ -40,17 +55,33 @@ HF_SPECIALS = dict(bos_token=EOS, eos_token=EOS, unk_token="<unk>", pad_token="<
                    mask_token="<mask>")
 
 
-def iter_text_lines(paths: Iterable[str | Path]) -> Iterator[str]:
+def iter_text_lines(paths: Iterable[str | Path], progress: bool = False) -> Iterator[str]:
     """Stream the lines of KoGPT2-convention text files (``<|endoftext|>`` lines skipped).
 
     Each yielded line keeps its trailing newline so the tokenizer learns ``\\n``.
+
+    Args:
+        paths: files, directories or globs (see ``expand_paths``).
+        progress: show a tqdm bar over the bytes read.
     """
-    for path in expand_paths(paths):
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.strip() == DOC_SEPARATOR:
-                    continue
-                yield line if line.endswith("\n") else line + "\n"
+    files = expand_paths(paths)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True, desc="reading")
+    try:
+        for path in files:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                for line in f:
+                    if bar is not None:
+                        bar.update(len(line.encode("utf-8", errors="replace")))
+                    if line.strip() == DOC_SEPARATOR:
+                        continue
+                    yield line if line.endswith("\n") else line + "\n"
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def expand_paths(paths: Iterable[str | Path], suffixes: tuple[str, ...] = (".txt",)) -> list[Path]:
@@ -120,7 +151,16 @@ def train_tokenizer(
                           f"({len(SPECIAL_TOKENS)} special + 256 byte tokens + some characters)")
     if files is None and texts is None:
         raise KoGPT2Error("give text files to train the tokenizer on")
-    iterator = texts if texts is not None else iter_text_lines(files)  # type: ignore[arg-type]
+    if texts is None:
+        files = expand_paths(files)  # type: ignore[arg-type]  # fail fast on missing paths
+    lines = texts if texts is not None else iter_text_lines(files, progress=show_progress)  # type: ignore[arg-type]
+    n_lines = 0
+
+    def iterator() -> Iterator[str]:
+        nonlocal n_lines
+        for line in lines:
+            n_lines += 1
+            yield line
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(BYTE_TOKENS),
         min_frequency=min_frequency,
@@ -129,7 +169,10 @@ def train_tokenizer(
         show_progress=show_progress,
     )
     tok = build_backend()
-    tok.train_from_iterator(iterator, trainer=trainer)
+    tok.train_from_iterator(iterator(), trainer=trainer)
+    if n_lines == 0:
+        raise KoGPT2Error("no text to train on: the input is empty or holds only "
+                          f"{DOC_SEPARATOR} lines; give non-empty UTF-8 text files")
     tok = _insert_byte_tokens(tok)
     hf = wrap(tok)
     if out_dir is not None:
@@ -187,14 +230,15 @@ def save_tokenizer(tokenizer, out_dir: str | Path) -> Path:
     return out
 
 
-def load_tokenizer(path: str | Path | None = None):
-    """Load a tokenizer directory (ours, SKT KoGPT2 v2's, or any HF fast tokenizer).
+LAYOUT_OURS = "ours"
+LAYOUT_SKT_V2 = "skt-v2"
+LAYOUT_KOGPT2_V1 = "kogpt2-v1"
+LAYOUT_OTHER = "other"
+V1_SPECIALS = dict(bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+SKT_MAX_LENGTH = 1024  # n_positions of SKT's published v1 and v2 models
 
-    With no path, the bundled model's tokenizer. A directory holding only a
-    ``tokenizer.json`` (SKT v2's layout) gets SKT's special tokens.
-    """
-    from transformers import PreTrainedTokenizerFast
 
+def _resolve_dir(path: str | Path | None) -> Path:
     if path is None:
         from kogpt2.paths import bundled_model_dir
 
@@ -205,13 +249,148 @@ def load_tokenizer(path: str | Path | None = None):
     if not (p / "tokenizer.json").is_file():
         raise KoGPT2Error(f"no tokenizer.json in {p}: give a tokenizer or model directory "
                           "(train one with `kogpt2 tokenizer train`)")
-    if (p / "tokenizer_config.json").is_file():
-        tok = PreTrainedTokenizerFast.from_pretrained(str(p))
+    return p
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise KoGPT2Error(f"cannot read {path}: {e}; is it a Hugging Face tokenizer file?") from e
+
+
+def _pre_tokenizer_types(spec: dict | None) -> list[str]:
+    if not spec:
+        return []
+    if spec.get("type") == "Sequence":
+        return [t for sub in spec.get("pretokenizers", []) for t in _pre_tokenizer_types(sub)]
+    return [spec.get("type", "")]
+
+
+def layout_of(data: dict) -> str:
+    """Which layout a parsed ``tokenizer.json`` has: ``ours``, ``skt-v2``, ``kogpt2-v1`` or ``other``."""
+    model = data.get("model") or {}
+    vocab = model.get("vocab")
+    if model.get("type") != "BPE" or not isinstance(vocab, dict):
+        return LAYOUT_OTHER
+    pre = _pre_tokenizer_types(data.get("pre_tokenizer"))
+    skt_specials = all(vocab.get(t) == i for i, t in enumerate(SPECIAL_TOKENS))
+    if skt_specials and "Split" in pre and all(
+            vocab.get(b) == len(SPECIAL_TOKENS) + i for i, b in enumerate(BYTE_TOKENS)):
+        return LAYOUT_OURS
+    if skt_specials and "Metaspace" in pre:
+        return LAYOUT_SKT_V2
+    v1_head = ["<s>", "</s>", "<usr>", "<pad>", "<sys>", "<unk>", "<unused0>"]
+    if "Metaspace" in pre and "<mask>" not in vocab and all(vocab.get(t) == i for i, t in enumerate(v1_head)):
+        return LAYOUT_KOGPT2_V1
+    return LAYOUT_OTHER
+
+
+def tokenizer_layout(path: str | Path) -> str:
+    """Describe a tokenizer directory's layout.
+
+    Args:
+        path: a tokenizer or model directory (or its ``tokenizer.json``).
+
+    Returns:
+        ``"ours"`` (trained by ``train_tokenizer``), ``"skt-v2"`` (SKT KoGPT2 v2),
+        ``"kogpt2-v1"`` (the HF conversion of KoGPT2 v1, repaired by ``load_tokenizer``)
+        or ``"other"`` (any other HF fast tokenizer, loaded as is).
+    """
+    return layout_of(_read_json(_resolve_dir(path) / "tokenizer.json"))
+
+
+def repair_v1_backend(data: dict):
+    """A ``tokenizers.Tokenizer`` for KoGPT2 v1 whose ids are the model's vocabulary ids.
+
+    The published file lists 229 added tokens with ids 0..228 that collide with the
+    vocabulary (``<mask>`` at 6 where the vocabulary has ``<unused0>``). Added tokens
+    found in the vocabulary take their vocabulary id; the others (``<mask>``,
+    ``<unused98..99>``, emoticons) are dropped, since the raw library would give them
+    ids >= 50,000 outside the model's embedding. Out-of-vocabulary characters become
+    ``<unk>`` (id 5) instead of being dropped without a trace.
+    """
+    from tokenizers import Tokenizer
+
+    data = json.loads(json.dumps(data))
+    vocab = data["model"]["vocab"]
+    data["added_tokens"] = [dict(t, id=vocab[t["content"]]) for t in data.get("added_tokens", [])
+                            if t["content"] in vocab]
+    data["model"]["unk_token"] = "<unk>"
+    return Tokenizer.from_str(json.dumps(data))
+
+
+def load_tokenizer(path: str | Path | None = None):
+    """Load a tokenizer directory (ours, SKT KoGPT2 v2's, KoGPT2 v1's, or any HF fast tokenizer).
+
+    With no path, the bundled model's tokenizer. Ours and SKT v2 get ``bos = eos = '</s>'``,
+    ``<unk>``, ``<pad>``, ``<mask>`` where the directory does not name them (SKT v2 ships
+    only ``tokenizer.json``). KoGPT2 v1 is repaired (see ``repair_v1_backend``) with
+    ``bos='<s>'``, ``eos='</s>'``. ``save_pretrained`` of the result writes a directory
+    that plain ``AutoTokenizer.from_pretrained`` loads with the same ids.
+    Decoding never cleans up spaces (``clean_up_tokenization_spaces=False``).
+    """
+    from transformers import PreTrainedTokenizerFast
+
+    p = _resolve_dir(path)
+    layout = layout_of(_read_json(p / "tokenizer.json"))
+    if layout == LAYOUT_KOGPT2_V1:
+        backend = repair_v1_backend(_read_json(p / "tokenizer.json"))
+        return PreTrainedTokenizerFast(tokenizer_object=backend, clean_up_tokenization_spaces=False,
+                                       model_max_length=SKT_MAX_LENGTH, **V1_SPECIALS)
+    config_file = p / "tokenizer_config.json"
+    config = _read_json(config_file) if config_file.is_file() else {}
+    extra: dict = {}
+    if layout in (LAYOUT_OURS, LAYOUT_SKT_V2):
+        extra = {k: v for k, v in HF_SPECIALS.items() if not config.get(k)}
+    if layout == LAYOUT_SKT_V2 and "model_max_length" not in config:
+        extra["model_max_length"] = SKT_MAX_LENGTH
+    if config:
+        tok = PreTrainedTokenizerFast.from_pretrained(str(p), **extra)
     else:
         tok = PreTrainedTokenizerFast(tokenizer_file=str(p / "tokenizer.json"),
-                                      clean_up_tokenization_spaces=False, **HF_SPECIALS)
+                                      clean_up_tokenization_spaces=False, **extra)
     tok.clean_up_tokenization_spaces = False
     return tok
+
+
+def describe_tokenizer(path: str | Path) -> dict[str, str]:
+    """A summary of a tokenizer directory for ``kogpt2 tokenizer info``.
+
+    Returns:
+        ordered fields: path, layout, type, vocab_size, normalizer, pre_tokenizer,
+        special tokens (role = token (id)), the other added special tokens, and hash.
+    """
+    p = _resolve_dir(path)
+    tok = load_tokenizer(p)
+    data = json.loads(tok.backend_tokenizer.to_str())
+    model = data["model"]
+    kind = model["type"] + (" with byte fallback" if model.get("byte_fallback") else "")
+    roles = ("bos_token", "eos_token", "unk_token", "pad_token", "mask_token")
+    named = {r: getattr(tok, r) for r in roles if getattr(tok, r, None) is not None}
+    others = [t["content"] for t in data["added_tokens"] if t["special"] and t["content"] not in named.values()]
+    return {
+        "path": str(p),
+        "layout": layout_of(_read_json(p / "tokenizer.json")),
+        "type": kind,
+        "vocab_size": str(len(tok)),
+        "normalizer": _component_name(data.get("normalizer")),
+        "pre_tokenizer": _component_name(data.get("pre_tokenizer")),
+        "special_tokens": ", ".join(f"{r.removesuffix('_token')}={t} ({tok.convert_tokens_to_ids(t)})"
+                                    for r, t in named.items()),
+        "other_special_tokens": f"{len(others)}" + (f": {' '.join(others[:8])}{' ...' if len(others) > 8 else ''}"
+                                                   if others else ""),
+        "hash": tokenizer_hash(tok),
+    }
+
+
+def _component_name(spec: dict | None) -> str:
+    if not spec:
+        return "none"
+    subs = spec.get("normalizers") or spec.get("pretokenizers")
+    if spec.get("type") == "Sequence" and subs:
+        return " + ".join(_component_name(s) for s in subs)
+    return spec.get("type", "?")
 
 
 def get_kogpt2_tokenizer(path: str | Path | None = None):

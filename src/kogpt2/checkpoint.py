@@ -1,0 +1,119 @@
+"""The one checkpoint format: a Hugging Face model directory plus the trainer's state.
+
+    step_0001000/
+      config.json  model.safetensors  generation_config.json   # loadable by from_pretrained
+      tokenizer.json  tokenizer_config.json  special_tokens_map.json
+      hyperparameters.json    # the run's TrainConfig and model preset
+      trainer_state.pt        # optimizer, step, data-sampler and torch RNG states
+
+Directories are written under a temporary name, fsynced and renamed, so a crash never
+leaves a half-written ``step_*``; the last ``keep`` are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kogpt2.errors import KoGPT2Error
+
+STEP_RE = re.compile(r"^step_(\d{7,})$")
+STATE_FILE = "trainer_state.pt"
+HPARAMS_FILE = "hyperparameters.json"
+
+
+def _fsync_dir(path: Path) -> None:
+    for f in path.iterdir():
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(out_dir: str | Path, step: int, state_dict: dict[str, torch.Tensor], hf_config,
+                    tokenizer=None, generation_config=None, trainer_state: dict | None = None,
+                    hyperparameters: dict | None = None, keep: int = 3) -> Path:
+    """Atomically write ``out_dir/step_{step:07d}`` and prune older checkpoints beyond ``keep``."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / f"step_{step:07d}"
+    tmp = out / f".tmp-step_{step:07d}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    # Tied weights are stored once, as transformers does (lm_head.weight is the embedding).
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items() if k != "lm_head.weight"
+               or not getattr(hf_config, "tie_word_embeddings", True)}
+    save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    hf_config.save_pretrained(str(tmp))
+    if generation_config is not None:
+        generation_config.save_pretrained(str(tmp))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(tmp))
+    if hyperparameters is not None:
+        (tmp / HPARAMS_FILE).write_text(json.dumps(hyperparameters, indent=2, ensure_ascii=False, default=str))
+    if trainer_state is not None:
+        torch.save(trainer_state, tmp / STATE_FILE)
+    _fsync_dir(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(out_dir: str | Path) -> list[Path]:
+    """``step_*`` directories in ``out_dir``, oldest first (temporary ones ignored)."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        return []
+    steps = [p for p in out.iterdir() if p.is_dir() and STEP_RE.match(p.name)]
+    return sorted(steps, key=lambda p: int(STEP_RE.match(p.name).group(1)))
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint, or None."""
+    ckpts = list_checkpoints(out_dir)
+    return ckpts[-1] if ckpts else None
+
+
+def load_trainer_state(ckpt: str | Path) -> dict[str, Any]:
+    """Read and check a checkpoint's trainer state; a clear error if it is partial or corrupt."""
+    ckpt = Path(ckpt)
+    needed = ["config.json", "model.safetensors", STATE_FILE]
+    missing = [f for f in needed if not (ckpt / f).is_file()]
+    if missing:
+        raise KoGPT2Error(f"checkpoint {ckpt} is incomplete (missing {', '.join(missing)}); "
+                          "delete it to resume from the previous one, or start without --resume")
+    try:
+        state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means a corrupt file
+        raise KoGPT2Error(f"checkpoint {ckpt} has a corrupt {STATE_FILE} ({type(e).__name__}); "
+                          "delete that checkpoint directory to resume from the previous one") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise KoGPT2Error(f"checkpoint {ckpt}: {STATE_FILE} is not a KoGPT2 trainer state")
+    return state
+
+
+def load_weights(ckpt: str | Path) -> dict[str, torch.Tensor]:
+    """The model tensors of a checkpoint (clear error on a corrupt file)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(Path(ckpt) / "model.safetensors"))
+    except Exception as e:  # noqa: BLE001
+        raise KoGPT2Error(f"checkpoint {ckpt} has a corrupt model.safetensors ({e}); "
+                          "delete that checkpoint directory to resume from the previous one") from None

@@ -1,0 +1,43 @@
+"""``kogpt2 eval``: model quality numbers.
+
+    kogpt2 eval bpc --model DIR --text ../shared/data/text/boddari_fairytales.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="what", metavar="{bpc,...}", required=True)
+    p = sub.add_parser("bpc", help="bits per character of text files under a model",
+                       description="Bits per character: each document scored from </s> within the model's "
+                                   "context, long documents by sliding windows (tokenizer-independent).")
+    p.add_argument("--model", default=None, help="model directory (default: the bundled kogpt2-mini)")
+    p.add_argument("--text", nargs="+", required=True, help="text/jsonl files, directories or globs")
+    p.add_argument("--n-ctx", type=int, default=None, help="window length (default: the model's positions)")
+    p.add_argument("--stride", type=int, default=None, help="window step for long documents (default n_ctx/2)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-docs", type=int, default=None, help="score only the first N documents")
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.set_defaults(func=run_bpc)
+
+
+def run_bpc(args: argparse.Namespace) -> int:
+    from kogpt2.errors import KoGPT2Error
+    from kogpt2.evaluate import bits_per_char, read_documents
+    from kogpt2.model import load_model
+    from kogpt2.tokenizer import load_tokenizer
+
+    model = load_model(args.model, dtype=args.dtype)
+    tokenizer = load_tokenizer(args.model)
+    max_pos = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    if args.n_ctx is not None and not 1 <= args.n_ctx <= max_pos:
+        raise KoGPT2Error(f"--n-ctx {args.n_ctx} must be between 1 and the model's {max_pos} positions")
+    if args.stride is not None and not 1 <= args.stride <= (args.n_ctx or max_pos):
+        raise KoGPT2Error("--stride must be between 1 and --n-ctx")
+    docs = read_documents(args.text)[: args.max_docs]
+    result = bits_per_char(model, tokenizer, docs, n_ctx=args.n_ctx, stride=args.stride,
+                           batch_size=args.batch_size, progress=True)
+    print(result)
+    return 0

@@ -1,0 +1,120 @@
+"""``kogpt2 generate``: print the prompt, then stream its continuation.
+
+Examples::
+
+    kogpt2 generate "나는 어두운 숲 속을 거닐고 있다." --model runs/mini
+    kogpt2 generate "오늘" --model runs/mini --top-p 0.9 --repetition-penalty 2.0 --seed 1
+    kogpt2 generate --prompts prompts.txt --model runs/mini --no-stream --greedy
+    kogpt2 generate "오늘" --model runs/mini-onnx --backend onnx --dtype int8
+
+Defaults come from the model directory's ``generation_config.json`` (when present); flags
+override them. Beam search and ``--num-return-sequences > 1`` print when done (no streaming).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from kogpt2.errors import KoGPT2Error
+
+SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "typical_p")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``generate`` arguments."""
+    parser.add_argument("prompt", nargs="?", help="prompt text ('' starts a new document from </s>)")
+    parser.add_argument("--prompts", metavar="FILE", help="a file with one prompt per line (instead of PROMPT)")
+    parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-mini)")
+    parser.add_argument("--max-new-tokens", type=int, help="tokens to generate at most (default 64)")
+    parser.add_argument("--temperature", type=float, help="sampling temperature, > 0")
+    parser.add_argument("--top-k", type=int, help="sample among the k most likely tokens (0 = off)")
+    parser.add_argument("--top-p", type=float, help="nucleus sampling mass in (0, 1]")
+    parser.add_argument("--min-p", type=float, help="drop tokens below min-p times the most likely")
+    parser.add_argument("--typical-p", type=float, help="locally typical sampling mass in (0, 1]")
+    parser.add_argument("--repetition-penalty", type=float, help="penalty on repeated tokens (KoGPT2 examples: 2.0)")
+    parser.add_argument("--no-repeat-ngram-size", type=int, help="never repeat an n-gram of this size")
+    parser.add_argument("--num-beams", type=int, help="beam search width (implies --greedy)")
+    parser.add_argument("--num-return-sequences", type=int, help="continuations per prompt")
+    parser.add_argument("--stop", nargs="+", metavar="S", help="stop sequences (not printed)")
+    parser.add_argument("--seed", type=int, help="random seed for reproducible output")
+    parser.add_argument("--greedy", action="store_true", help="greedy decoding (no sampling)")
+    parser.add_argument("--backend", default="torch", help="torch (default) or onnx")
+    parser.add_argument("--dtype", default="fp32", help="fp32 (default), bf16 (torch) or int8")
+    parser.add_argument("--no-stream", action="store_true", help="print each result when it is complete")
+    parser.set_defaults(func=run)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    """Sampling fields given on the command line; conflicting flags are an error."""
+    names = SAMPLING_FLAGS + ("max_new_tokens", "repetition_penalty", "no_repeat_ngram_size", "num_beams",
+                              "num_return_sequences", "stop", "seed")
+    out = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    greedy = args.greedy or (args.num_beams or 1) > 1
+    if greedy:
+        given = [f"--{n.replace('_', '-')}" for n in SAMPLING_FLAGS if n in out]
+        if given:
+            raise KoGPT2Error(f"{', '.join(given)} only apply to sampling; drop them or drop --greedy/--num-beams")
+        out["do_sample"] = False
+    return out
+
+
+def _prompts(args: argparse.Namespace) -> list[str]:
+    if (args.prompt is None) == (args.prompts is None):
+        raise KoGPT2Error("give a PROMPT or --prompts FILE (exactly one)")
+    if args.prompt is not None:
+        return [args.prompt]
+    f = Path(args.prompts)
+    if not f.is_file():
+        raise KoGPT2Error(f"--prompts file not found: {f}")
+    lines = [l for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
+    if not lines:
+        raise KoGPT2Error(f"--prompts file {f} holds no prompt")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate and print; returns the exit status."""
+    _quiet_libraries()
+    from kogpt2 import sampling
+    from kogpt2.backends import BACKENDS, DTYPES, check_choice
+
+    check_choice(args.backend, BACKENDS, "backend")
+    check_choice(args.dtype, DTYPES, "dtype")
+    prompts = _prompts(args)
+    from kogpt2.paths import bundled_model_dir
+
+    cfg = sampling.config_from_model_dir(args.model or bundled_model_dir(), **_overrides(args))
+    decoder, tok = sampling.load(args.model, None, args.backend, args.dtype)
+    out = sys.stdout
+    if args.no_stream or cfg.num_beams > 1 or cfg.num_return_sequences > 1:
+        texts = sampling.generate(prompts, model=decoder, tokenizer=tok, config=cfg)
+        n = cfg.num_return_sequences
+        for i, text in enumerate(texts):
+            out.write(("\n" if i else "") + prompts[i // n] + text + "\n")
+        return 0
+    for i, prompt in enumerate(prompts):
+        chunks = sampling.stream(prompt, model=decoder, tokenizer=tok, config=cfg)  # validates first
+        out.write(("\n" if i else "") + prompt)
+        out.flush()
+        for chunk in chunks:
+            out.write(chunk)
+            out.flush()
+        out.write("\n")
+        out.flush()
+    return 0
+
+
+def _quiet_libraries() -> None:
+    """No loading progress bars from transformers; warnings on one line."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()

@@ -1,0 +1,92 @@
+"""Build Hugging Face GPT-2 / GPT-Neo models from presets, and load model directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from kogpt2.config import ModelConfig
+from kogpt2.errors import KoGPT2Error
+
+
+def hf_config(cfg: ModelConfig):
+    """The ``transformers`` config object for ``cfg`` (GPT2Config or GPTNeoConfig)."""
+    s = cfg.shape
+    ids = dict(bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id)
+    if s.arch == "gpt2":
+        from transformers import GPT2Config
+
+        return GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context, n_embd=s.n_embd, n_layer=s.n_layer,
+                          n_head=s.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout,
+                          attn_pdrop=cfg.dropout, tie_word_embeddings=True, **ids)
+    from transformers import GPTNeoConfig
+
+    # attention_types [[["global", "local"], n/2]]: dense and banded layers alternate (GPT-3 form).
+    if s.n_layer % 2:
+        raise KoGPT2Error(f"gpt3-* presets need an even number of layers, got {s.n_layer}")
+    return GPTNeoConfig(vocab_size=cfg.vocab_size, max_position_embeddings=cfg.context, hidden_size=s.n_embd,
+                        num_layers=s.n_layer, num_heads=s.n_head, attention_types=[[["global", "local"], s.n_layer // 2]],
+                        window_size=s.window_size, intermediate_size=4 * s.n_embd, embed_dropout=cfg.dropout,
+                        attention_dropout=cfg.dropout, resid_dropout=cfg.dropout, tie_word_embeddings=True, **ids)
+
+
+def build_model(cfg: ModelConfig, device: str | torch.device = "cpu"):
+    """A freshly initialised ``GPT2LMHeadModel`` / ``GPTNeoForCausalLM`` for ``cfg``.
+
+    ``device="meta"`` builds the module without allocating weights (for counting parameters).
+    """
+    from transformers import AutoModelForCausalLM
+
+    # NOTE: GPT-Neo has no SDPA path in transformers; it uses its eager attention.
+    attn = {"attn_implementation": "sdpa"} if cfg.shape.arch == "gpt2" else {}
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(hf_config(cfg), **attn)
+    return model
+
+
+def count_params(model) -> int:
+    """Unique parameters (tied embedding counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+REQUIRED_FILES = ("config.json",)
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+
+
+def check_model_dir(path: str | Path) -> Path:
+    """Raise a clear error unless ``path`` is a loadable HF model directory."""
+    p = Path(path)
+    if not p.is_dir():
+        raise KoGPT2Error(f"model directory not found: {p} (give a Hugging Face model directory, "
+                          "e.g. one written by `kogpt2 train`)")
+    missing = [f for f in REQUIRED_FILES if not (p / f).is_file()]
+    if missing or not any((p / f).is_file() for f in WEIGHT_FILES):
+        missing += [] if any((p / f).is_file() for f in WEIGHT_FILES) else ["model.safetensors"]
+        raise KoGPT2Error(f"model directory {p} is missing {', '.join(missing)}; "
+                          "it must hold config.json and model.safetensors (a Hugging Face checkpoint)")
+    return p
+
+
+def load_model(path: str | Path | None = None, dtype: torch.dtype | str | None = None, device: str = "cpu"):
+    """Load a causal LM directory (ours, SKT KoGPT2's, any HF GPT-2/GPT-Neo) in eval mode.
+
+    Args:
+        path: model directory; ``None`` = the bundled ``kogpt2-mini``.
+        dtype: ``torch.float32`` (default), ``torch.bfloat16``, or their names.
+        device: ``cpu`` or ``cuda``.
+    """
+    from transformers import AutoModelForCausalLM
+
+    import kogpt2.modeling_grover  # noqa: F401  registers Grover dirs from `kogpt2 convert tf`
+
+    if path is None:
+        from kogpt2.paths import bundled_model_dir
+
+        path = bundled_model_dir()
+    p = check_model_dir(path)
+    if isinstance(dtype, str):
+        dtype = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+                 "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[dtype]
+    model = AutoModelForCausalLM.from_pretrained(str(p), dtype=dtype or torch.float32)
+    return model.to(device).eval()

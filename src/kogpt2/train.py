@@ -1,0 +1,569 @@
+"""Pretraining: one plain PyTorch loop for a laptop CPU, one GPU, or many with torchrun.
+
+    # CPU (bf16 autocast uses AMX where the CPU has it)
+    kogpt2 train --data runs/data --out runs/mini --preset mini --n-ctx 256 --batch-size 16 --max-steps 20000
+    # one GPU
+    kogpt2 train --data runs/data --out runs/base --preset base --n-ctx 1024 --batch-size 16 --grad-accum 32 --compile
+    # N GPUs / CPU processes (DDP); add --fsdp to shard parameters (FSDP2) for the large presets
+    torchrun --nproc_per_node 8 -m kogpt2 train --data runs/data --out runs/base --preset base --grad-accum 32
+
+The global batch is ``batch_size * grad_accum`` sequences; ``grad_accum`` is split across the
+``WORLD_SIZE`` processes. Every global step draws its windows from one seeded generator shared
+by all ranks, so N processes see exactly the windows one process would, and a resumed run
+continues exactly where the checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kogpt2.errors import KoGPT2Error
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; validated once, all problems reported together."""
+
+    data: str = ""
+    """Shards directory written by ``kogpt2 data prepare``."""
+    out: str = ""
+    """Run directory: checkpoints ``step_*``, ``metrics.csv``, ``loss.png``."""
+    preset: str | None = None
+    """Model preset (``kogpt2.config.PRESETS``); not needed with ``--resume`` or ``--init-from``."""
+    n_ctx: int | None = None
+    """Context length for training (defaults to the preset's positions)."""
+    batch_size: int = 8
+    """Sequences per micro-batch per process."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step, summed over all processes."""
+    max_steps: int = 1000
+    lr: float = 6e-4
+    min_lr: float | None = None
+    """Cosine floor; default lr/10."""
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    dropout: float = 0.0
+    dtype: str = "bf16"
+    """Autocast dtype: bf16 (AMX on CPU, tensor cores on GPU), fp16 (GPU), fp32."""
+    compile: bool = False
+    grad_checkpointing: bool = False
+    fsdp: bool = False
+    device: str = "auto"
+    seed: int = 1337
+    eval_interval: int = 200
+    eval_tokens: int = 262144
+    """Validation tokens scored at each evaluation (from the start of the val split)."""
+    sample_interval: int = 1000
+    sample_prompt: str = "나는 어두운 숲 속을 거닐고 있다."
+    save_interval: int = 500
+    keep: int = 3
+    log_interval: int = 10
+    resume: bool = False
+    init_from: str | None = None
+    threads: int | None = None
+    peak_flops: float | None = None
+    """Peak FLOP/s for the MFU estimate (default: 1.45e12 on CPU, 989e12 for an H100 in bf16)."""
+    overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.data:
+            problems.append("--data is required (a directory from `kogpt2 data prepare`)")
+        if not self.out:
+            problems.append("--out is required")
+        if self.batch_size < 1 or self.grad_accum < 1 or self.max_steps < 1:
+            problems.append("--batch-size, --grad-accum and --max-steps must be >= 1")
+        if self.dtype not in ("bf16", "fp16", "fp32"):
+            problems.append(f"--dtype {self.dtype!r}: choose bf16, fp16 or fp32")
+        if self.lr <= 0 or self.warmup_steps < 0:
+            problems.append("--lr must be > 0 and --warmup-steps >= 0")
+        if self.preset is None and not (self.resume or self.init_from):
+            problems.append("--preset is required for a new run (e.g. --preset mini)")
+        if problems:
+            raise KoGPT2Error("; ".join(problems))
+
+
+# ----------------------------------------------------------------------------- distributed
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str = "auto") -> Dist:
+    """Detect a torchrun launch from RANK/WORLD_SIZE and initialise the process group."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(f"cuda:{local_rank}" if device == "cuda" else device)
+    if device == "cuda":
+        torch.cuda.set_device(dev)
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if device == "cuda" else "gloo")
+    return Dist(rank, local_rank, world, dev)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+class TokenWindows:
+    """Random training windows of ``n_ctx + 1`` tokens from memmapped shards.
+
+    One ``numpy`` generator, seeded identically on every rank, draws the windows of each
+    global step; each rank takes its slice. Its state is part of the checkpoint.
+    """
+
+    def __init__(self, shards: list[np.ndarray], n_ctx: int, seed: int):
+        self.shards = [s for s in shards if len(s) > n_ctx + 1]
+        if not self.shards:
+            raise KoGPT2Error(f"no training shard is longer than n_ctx+1 = {n_ctx + 1} tokens; "
+                              "prepare more data or lower --n-ctx")
+        self.n_ctx = n_ctx
+        sizes = np.array([len(s) - n_ctx - 1 for s in self.shards], dtype=np.float64)
+        self.p = sizes / sizes.sum()
+        self.rng = np.random.default_rng(seed)
+
+    def global_batch(self, n: int) -> torch.Tensor:
+        """``(n, n_ctx + 1)`` int64 windows for one optimizer step."""
+        which = self.rng.choice(len(self.shards), size=n, p=self.p)
+        out = np.empty((n, self.n_ctx + 1), dtype=np.int64)
+        for i, s in enumerate(which):
+            shard = self.shards[s]
+            start = int(self.rng.integers(0, len(shard) - self.n_ctx - 1))
+            out[i] = shard[start:start + self.n_ctx + 1]
+        return torch.from_numpy(out)
+
+    def state(self) -> dict:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+
+def val_windows(shards: list[np.ndarray], n_ctx: int, max_tokens: int) -> torch.Tensor:
+    """Non-overlapping ``(N, n_ctx + 1)`` windows from the start of the validation split."""
+    flat = np.concatenate([np.asarray(s[: max_tokens + 1]) for s in shards])[: max_tokens + 1]
+    n = (len(flat) - 1) // n_ctx
+    if n == 0:
+        raise KoGPT2Error(f"validation split has fewer than n_ctx+1 = {n_ctx + 1} tokens")
+    rows = [flat[i * n_ctx: i * n_ctx + n_ctx + 1] for i in range(n)]
+    return torch.from_numpy(np.stack(rows).astype(np.int64))
+
+
+def count_chars(tokenizer, windows: torch.Tensor, eos_id: int) -> int:
+    """Characters encoded by the target tokens of ``windows`` (``</s>`` counts none)."""
+    targets = windows[:, 1:].reshape(-1).tolist()
+    text = tokenizer.decode([t for t in targets if t != eos_id])
+    return len(text)
+
+
+# ----------------------------------------------------------------------------- schedule, loss
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup then cosine decay to ``min_lr`` at ``max_steps``."""
+    min_lr = cfg.min_lr if cfg.min_lr is not None else cfg.lr / 10
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
+
+
+def lm_loss(model, batch: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy (nats) of ``batch`` (B, T+1)."""
+    x, y = batch[:, :-1], batch[:, 1:]
+    logits = model(input_ids=x, use_cache=False).logits  # (B, T, V)
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+
+
+def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW, weight decay on matrices only, fused kernel where the device has one."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, **kwargs)
+
+
+def flops_per_token(n_params: int, n_layer: int, n_embd: int, n_ctx: int) -> float:
+    """Training FLOPs per token: 6N plus attention scores (PaLM appendix B)."""
+    return 6 * n_params + 12 * n_layer * n_embd * n_ctx
+
+
+def default_peak_flops(device: torch.device) -> float:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        return 989e12 if "H100" in name or "H200" in name else 312e12
+    return 1.45e12  # AMX bf16 matmul measured on this project's 2-core Sapphire Rapids machine
+
+
+# ----------------------------------------------------------------------------- model set-up
+
+
+def _build_or_restore(cfg: TrainConfig, tokenizer, ckpt: Path | None):
+    """The HF model for this run: restored from ``ckpt``, grown from ``--init-from``, or new."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from kogpt2.checkpoint import load_weights
+    from kogpt2.config import ModelConfig
+    from kogpt2.model import build_model
+
+    if ckpt is not None:
+        hf_cfg = AutoConfig.from_pretrained(str(ckpt))
+        attn = {"attn_implementation": "sdpa"} if hf_cfg.model_type == "gpt2" else {}
+        model = AutoModelForCausalLM.from_config(hf_cfg, **attn)
+        missing, unexpected = model.load_state_dict(load_weights(ckpt), strict=False)
+        if unexpected or [k for k in missing if k != "lm_head.weight"]:
+            raise KoGPT2Error(f"checkpoint {ckpt} does not match its config.json "
+                              f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        model.tie_weights()
+        return model
+    preset = cfg.preset
+    if preset is None:  # --init-from without --preset: keep the source's shape
+        from kogpt2.init_from import preset_like
+
+        preset, overrides = preset_like(cfg.init_from)
+    else:
+        overrides = cfg.overrides
+    mcfg = ModelConfig(preset=preset, vocab_size=len(tokenizer), n_ctx=cfg.n_ctx, dropout=cfg.dropout,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id, overrides=overrides)
+    model = build_model(mcfg)
+    if cfg.init_from:
+        from kogpt2.init_from import init_from
+
+        report = init_from(model, tokenizer, cfg.init_from)
+        print(report)
+    return model
+
+
+def _generation_config(tokenizer):
+    from transformers import GenerationConfig
+
+    # Korean defaults that do not loop (the KoGPT2 examples use repetition_penalty 2.0).
+    return GenerationConfig(do_sample=True, top_p=0.92, temperature=0.8, repetition_penalty=1.2,
+                            no_repeat_ngram_size=0, max_new_tokens=128, bos_token_id=tokenizer.bos_token_id,
+                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+
+
+class MetricsLog:
+    """``metrics.csv`` (appended, so resumed runs continue it), TensorBoard if installed, and a PNG plot."""
+
+    FIELDS = ["step", "tokens", "loss", "lr", "tok_s", "mfu", "val_loss", "val_bpc", "elapsed_s"]
+
+    def __init__(self, out: Path):
+        self.path = out / "metrics.csv"
+        self.png = out / "loss.png"
+        new = not self.path.exists()
+        self.f = open(self.path, "a", newline="")
+        self.w = csv.DictWriter(self.f, fieldnames=self.FIELDS)
+        if new:
+            self.w.writeheader()
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tb"))
+        except Exception:  # noqa: BLE001 - tensorboard is optional
+            self.tb = None
+
+    def log(self, **row) -> None:
+        self.w.writerow({k: row.get(k, "") for k in self.FIELDS})
+        self.f.flush()
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, row["step"])
+
+    def plot(self) -> None:
+        plot_metrics(self.path, self.png)
+
+
+def plot_metrics(csv_path: Path, png: Path) -> None:
+    """Training loss and validation bits/char against tokens seen."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(csv.DictReader(open(csv_path)))
+    tr = [(float(r["tokens"]), float(r["loss"])) for r in rows if r["loss"]]
+    va = [(float(r["tokens"]), float(r["val_bpc"])) for r in rows if r["val_bpc"]]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
+    if tr:
+        ax[0].plot(*zip(*tr), lw=0.8)
+    ax[0].set(xlabel="tokens seen", ylabel="train loss (nats/token)", title="training loss")
+    if va:
+        ax[1].plot(*zip(*va), marker="o")
+    ax[1].set(xlabel="tokens seen", ylabel="bits per character", title="validation bits/char")
+    for a in ax:
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = png.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig) -> Path | None:
+    """Run (or resume) pretraining; returns the last checkpoint directory (rank 0)."""
+    from tqdm import tqdm
+
+    from kogpt2.checkpoint import latest_checkpoint, list_checkpoints, load_trainer_state, save_checkpoint
+    from kogpt2.data import load_split, read_meta
+    from kogpt2.model import count_params
+    from kogpt2.tokenizer import load_tokenizer, tokenizer_hash
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if cfg.grad_accum % world:
+        raise KoGPT2Error(f"--grad-accum {cfg.grad_accum} is not divisible by the {world} processes; "
+                          f"use a multiple of {world}")
+    dist = setup_distributed(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    meta = read_meta(cfg.data)
+    tokenizer = load_tokenizer(Path(cfg.data) / "tokenizer")
+    if tokenizer_hash(tokenizer) != meta["tokenizer_hash"]:
+        raise KoGPT2Error(f"{cfg.data}/tokenizer does not match the shards' tokenizer hash; re-run `kogpt2 data prepare`")
+
+    ckpt, state = None, None
+    if cfg.resume:
+        ckpt = latest_checkpoint(out)
+        if ckpt is None:
+            raise KoGPT2Error(f"--resume: no checkpoint step_* in {out}; start without --resume")
+        state = load_trainer_state(ckpt)
+        if state.get("tokenizer_hash") != meta["tokenizer_hash"]:
+            raise KoGPT2Error(f"--resume: checkpoint {ckpt} was trained on shards with another tokenizer "
+                              f"than {cfg.data}; use the same --data")
+    elif list_checkpoints(out):
+        raise KoGPT2Error(f"{out} already holds checkpoints; pass --resume to continue, or choose a new --out")
+
+    model = _build_or_restore(cfg, tokenizer, ckpt)
+    n_ctx = model.config.n_positions if hasattr(model.config, "n_positions") else model.config.max_position_embeddings
+    n_ctx = cfg.n_ctx or n_ctx
+    if n_ctx > getattr(model.config, "n_positions", getattr(model.config, "max_position_embeddings", n_ctx)):
+        raise KoGPT2Error(f"--n-ctx {n_ctx} is above the model's positions")
+    if model.config.vocab_size < meta["vocab_size"]:
+        raise KoGPT2Error(f"model vocabulary {model.config.vocab_size} is smaller than the shards' {meta['vocab_size']}")
+    accum = cfg.grad_accum // dist.world
+    torch.manual_seed(cfg.seed + dist.rank)
+    if cfg.grad_checkpointing:
+        model.gradient_checkpointing_enable()
+    raw = model.to(dist.device)
+    n_params = count_params(raw)
+
+    train_model = raw
+    if cfg.fsdp:
+        from torch.distributed.fsdp import fully_shard
+
+        if dist.world == 1:
+            torch.distributed.init_process_group("gloo", rank=0, world_size=1,
+                                                 init_method="tcp://127.0.0.1:0")
+        blocks = raw.transformer.h
+        for block in blocks:
+            fully_shard(block)
+        fully_shard(raw)
+    elif dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        train_model = DDP(raw, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
+    fwd = torch.compile(train_model) if cfg.compile else train_model
+    optimizer = make_optimizer(raw, cfg, dist.device)
+
+    windows = TokenWindows(load_split(cfg.data, "train"), n_ctx, cfg.seed)
+    step, tokens_seen, elapsed0 = 0, 0, 0.0
+    if state is not None:
+        _load_optimizer(optimizer, raw, state["optimizer"], cfg.fsdp)
+        windows.set_state(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"][dist.rank % len(state["torch_rng"])])
+        step, tokens_seen, elapsed0 = state["step"], state["tokens_seen"], state.get("elapsed_s", 0.0)
+
+    val = val_windows(load_split(cfg.data, "val"), n_ctx, cfg.eval_tokens)
+    val_chars = count_chars(tokenizer, val, meta.get("eos_id", 1))
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[cfg.dtype]
+    autocast = (lambda: torch.autocast(dist.device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
+    scaler = torch.amp.GradScaler("cuda") if cfg.dtype == "fp16" and dist.device.type == "cuda" else None
+    peak = cfg.peak_flops or default_peak_flops(dist.device)
+    shape = raw.config
+    fpt = flops_per_token(n_params, shape.num_hidden_layers if hasattr(shape, "num_hidden_layers") else shape.n_layer,
+                          shape.hidden_size, n_ctx)
+    hparams = {"train": asdict(cfg), "n_ctx": n_ctx, "n_params": n_params, "world_size": dist.world}
+    gen_cfg = _generation_config(tokenizer)
+    if dist.master:
+        out.mkdir(parents=True, exist_ok=True)
+    metrics = MetricsLog(out) if dist.master else None
+    if dist.master:
+        print(f"model {type(raw).__name__} {n_params / 1e6:.2f}M params, n_ctx {n_ctx}, "
+              f"global batch {cfg.batch_size * cfg.grad_accum} x {n_ctx} tokens, {dist.world} process(es) on "
+              f"{dist.device}, dtype {cfg.dtype}{', compiled' if cfg.compile else ''}; from step {step}")
+
+    def evaluate() -> tuple[float, float]:
+        raw.eval()
+        total, count = torch.zeros((), dtype=torch.float64), 0
+        with torch.no_grad():
+            mine = val[dist.rank::dist.world]
+            for i in range(0, len(mine), cfg.batch_size):
+                b = mine[i:i + cfg.batch_size].to(dist.device)
+                with autocast():
+                    loss = lm_loss(fwd if cfg.fsdp else raw, b)
+                total += loss.double().cpu() * b[:, 1:].numel()
+                count += b[:, 1:].numel()
+        if dist.world > 1:
+            t = torch.tensor([total.item(), float(count)], dtype=torch.float64)
+            torch.distributed.all_reduce(t)
+            total, count = t[0], int(t[1].item())
+        raw.train()
+        mean = float(total) / count
+        return mean, mean * count / val_chars / LN2
+
+    def save(step_: int) -> Path | None:
+        sd, osd = _state_dicts(raw, optimizer, cfg.fsdp)
+        if not dist.master:
+            return None
+        trainer_state = {"step": step_, "tokens_seen": tokens_seen, "optimizer": osd, "data_rng": windows.state(),
+                         "torch_rng": _gather_rng(dist), "tokenizer_hash": meta["tokenizer_hash"],
+                         "elapsed_s": elapsed0 + time.time() - t_start}
+        return save_checkpoint(out, step_, sd, raw.config, tokenizer, gen_cfg, trainer_state, hparams, keep=cfg.keep)
+
+    raw.train()
+    t_start = time.time()
+    last = None
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not dist.master, desc="train", dynamic_ncols=True)
+    t_log, tok_log = time.time(), 0
+    while step < cfg.max_steps:
+        lr = lr_at(step, cfg)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        batch = windows.global_batch(cfg.batch_size * cfg.grad_accum)
+        mine = batch[dist.rank * accum * cfg.batch_size:(dist.rank + 1) * accum * cfg.batch_size]
+        loss_sum = 0.0
+        for micro in range(accum):
+            b = mine[micro * cfg.batch_size:(micro + 1) * cfg.batch_size].to(dist.device, non_blocking=True)
+            sync = micro == accum - 1 or not hasattr(train_model, "no_sync")
+            with (nullcontext() if sync else train_model.no_sync()), autocast():
+                loss = lm_loss(fwd, b) / accum
+            (scaler.scale(loss) if scaler else loss).backward()
+            loss_sum += loss.item()
+        if scaler:
+            scaler.unscale_(optimizer)
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        n_tok = cfg.batch_size * cfg.grad_accum * n_ctx
+        tokens_seen += n_tok
+        tok_log += n_tok
+        if dist.world > 1:
+            t = torch.tensor([loss_sum], dtype=torch.float64)
+            torch.distributed.all_reduce(t)
+            loss_sum = t.item() / dist.world
+        bar.update(1)
+        if dist.master and (step % cfg.log_interval == 0 or step == cfg.max_steps):
+            dt = time.time() - t_log
+            tok_s = tok_log / dt
+            mfu = tok_s * fpt / peak
+            bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tok_s:.0f}", mfu=f"{100 * mfu:.1f}%", lr=f"{lr:.2e}")
+            metrics.log(step=step, tokens=tokens_seen, loss=round(loss_sum, 5), lr=lr, tok_s=round(tok_s, 1),
+                        mfu=round(mfu, 4), elapsed_s=round(elapsed0 + time.time() - t_start, 1))
+            t_log, tok_log = time.time(), 0
+        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
+            vl, bpc = evaluate()
+            if dist.master:
+                tqdm.write(f"step {step}: val loss {vl:.4f}, val bits/char {bpc:.4f}")
+                metrics.log(step=step, tokens=tokens_seen, val_loss=round(vl, 5), val_bpc=round(bpc, 5),
+                            elapsed_s=round(elapsed0 + time.time() - t_start, 1))
+                metrics.plot()
+        if dist.master and cfg.sample_interval and step % cfg.sample_interval == 0 and not cfg.fsdp:
+            _print_sample(raw, tokenizer, cfg.sample_prompt, step)
+        if step % cfg.save_interval == 0 or step == cfg.max_steps:
+            last = save(step) or last
+            t_log, tok_log = time.time(), 0  # saving time is not training speed
+    bar.close()
+    if metrics is not None:
+        metrics.plot()
+    if dist.world > 1 or cfg.fsdp:
+        torch.distributed.destroy_process_group()
+    return last
+
+
+def _print_sample(model, tokenizer, prompt: str, step: int) -> None:
+    from tqdm import tqdm
+
+    try:
+        from kogpt2.sampling import generate
+
+        was_training = model.training
+        model.eval()
+        text = generate(prompt, model=model, tokenizer=tokenizer, max_new_tokens=48, top_p=0.9,
+                        repetition_penalty=1.2, seed=step)
+        model.train(was_training)
+        tqdm.write(f"sample @ {step}: {prompt}{text}")
+    except Exception as e:  # noqa: BLE001 - a sample must never stop training
+        tqdm.write(f"sample @ {step} failed: {type(e).__name__}: {e}")
+
+
+def _state_dicts(raw, optimizer, fsdp: bool):
+    """Full model and optimizer state dicts (gathered on every rank under FSDP)."""
+    if fsdp:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_state_dict(raw, optimizer, options=opts)
+    return raw.state_dict(), optimizer.state_dict()
+
+
+def _load_optimizer(optimizer, raw, osd, fsdp: bool) -> None:
+    if fsdp:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(raw, optimizer, osd, options=StateDictOptions(full_state_dict=True))
+    else:
+        optimizer.load_state_dict(osd)
+
+
+def _gather_rng(dist: Dist) -> list[torch.Tensor]:
+    """Every rank's torch RNG state (dropout differs per rank), collected on rank 0."""
+    mine = torch.get_rng_state()
+    if dist.world == 1:
+        return [mine]
+    states = [torch.empty_like(mine) for _ in range(dist.world)]
+    torch.distributed.all_gather(states, mine) if dist.device.type == "cpu" else None
+    return states if dist.device.type == "cpu" else [mine]

@@ -1,0 +1,33 @@
+"""The one ``kogpt2`` command: every registered subcommand answers ``--help``."""
+
+import subprocess
+import sys
+
+import pytest
+
+from kogpt2.cli import COMMANDS, main
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_has_help(name, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([name, "--help"])
+    assert e.value.code == 0
+    assert f"kogpt2 {name}" in capsys.readouterr().out
+
+
+def test_top_level_help_lists_commands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert name in out
+
+
+def test_unknown_command_exits_2(capsys):
+    assert main(["no-such-command"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+
+
+def test_console_script_via_python_m():
+    r = subprocess.run([sys.executable, "-m", "kogpt2", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("kogpt2 ")

@@ -1,0 +1,364 @@
+"""The one sampler: decoding options, batching, streaming text, HF compatibility, the CLI."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import SHARED, make_tiny_model_dir
+from kogpt2.backends import Decoder, TorchDecoder, load_decoder
+from kogpt2.errors import KoGPT2Error
+from kogpt2.sampling import SamplingConfig, config_from_model_dir, generate, stream, stream_batch
+
+EOS = 1
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+class ScriptDecoder(Decoder):
+    """Fake model: step t puts all mass on ``script[t]`` (every row); records its inputs."""
+
+    def __init__(self, script: list[int], vocab_size: int, context: int = 128):
+        self.script, self.vocab_size, self.context = script, vocab_size, context
+        self.calls: list[torch.Tensor] = []
+
+    def forward_step(self, input_ids, past, attention_mask, position_ids):
+        step = 0 if past is None else past
+        self.calls.append(input_ids.clone())
+        logits = torch.full((input_ids.shape[0], self.vocab_size), -10.0)
+        logits[:, self.script[min(step, len(self.script) - 1)]] = 10.0
+        return logits, step + 1
+
+    def reorder(self, past, index):
+        return past
+
+
+class FixedDecoder(Decoder):
+    """Fake model whose next-token logits are always ``logits`` (V,)."""
+
+    def __init__(self, logits: torch.Tensor, context: int = 4096):
+        self.logits, self.vocab_size, self.context = logits, logits.shape[0], context
+
+    def forward_step(self, input_ids, past, attention_mask, position_ids):
+        return self.logits.expand(input_ids.shape[0], -1).clone(), None
+
+    def reorder(self, past, index):
+        return past
+
+
+@pytest.fixture(scope="module")
+def loop_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A GPT-2 that repeats its last token: blocks' outputs and positions zeroed, tied embedding."""
+    from transformers import GPT2LMHeadModel
+
+    out = make_tiny_model_dir(tmp_path_factory.mktemp("loop_model"), tiny_tokenizer, n_embd=16, seed=1)
+    model = GPT2LMHeadModel.from_pretrained(out)
+    with torch.no_grad():
+        model.transformer.wpe.weight.zero_()
+        for block in model.transformer.h:
+            for lin in (block.attn.c_proj, block.mlp.c_proj):
+                lin.weight.zero_()
+                lin.bias.zero_()
+        model.transformer.wte.weight.normal_(0, 1)  # logits = wte . LN(wte[x]): x wins (self ~4 sigma at width 16, others ~3)
+        model.transformer.wte.weight[EOS] = 0.0
+    model.save_pretrained(out)
+    return out
+
+
+def repeats(ids: list[int]) -> int:
+    """How many tokens equal an earlier one."""
+    return len(ids) - len(set(ids))
+
+
+def tokens_of(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+# ---------------------------------------------------------------------------- options
+
+@pytest.mark.parametrize("bad, words", [
+    (dict(temperature=0.0), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p"),
+    (dict(top_k=-1), "top_k"), (dict(max_new_tokens=0), "max_new_tokens"), (dict(min_p=1.0), "min_p"),
+    (dict(repetition_penalty=0.0), "repetition_penalty"), (dict(num_beams=2), "do_sample=False"),
+    (dict(do_sample=False, num_return_sequences=2), "identical"), (dict(stop=[""]), "stop"),
+])
+def test_config_rejects_bad_values(bad, words):
+    with pytest.raises(KoGPT2Error, match=words):
+        SamplingConfig(**bad)
+
+
+def test_config_lists_every_problem_and_unknown_names():
+    with pytest.raises(KoGPT2Error) as e:
+        SamplingConfig(temperature=-1, top_p=2)
+    assert "temperature" in str(e.value) and "top_p" in str(e.value)
+    with pytest.raises(KoGPT2Error, match="unknown sampling option"):
+        SamplingConfig().replace(top_q=0.5)
+    assert SamplingConfig(do_sample=False, temperature=0).temperature == 0  # ignored when greedy
+
+
+def test_generation_config_defaults_then_overrides(tmp_path):
+    (tmp_path / "generation_config.json").write_text(
+        '{"do_sample": true, "top_p": 0.9, "repetition_penalty": 2.0, "top_k": 50, "eos_token_id": 1}')
+    cfg = config_from_model_dir(tmp_path, top_p=0.5)
+    assert (cfg.do_sample, cfg.top_p, cfg.repetition_penalty, cfg.top_k) == (True, 0.5, 2.0, 50)
+    assert config_from_model_dir(tmp_path / "nowhere").top_p == 1.0
+
+
+def test_top_k_never_samples_outside_k_most_likely(tiny_tokenizer):
+    torch.manual_seed(0)
+    logits = torch.randn(len(tiny_tokenizer)) * 0.5
+    logits[EOS] = -math.inf
+    dec = FixedDecoder(logits)
+    top3 = set(logits.topk(3).indices.tolist())
+    eos_free = [i for i in range(len(tiny_tokenizer))]
+    from kogpt2.sampling import decode_rows, _Row
+
+    rows: list[_Row] = []
+    cfg = SamplingConfig(max_new_tokens=300, top_k=3, seed=0)
+    for _ in decode_rows(dec, tiny_tokenizer, [[10]], [cfg], rows_out=rows, stream_text=False):
+        pass
+    assert set(rows[0].gen) <= top3 and len(set(rows[0].gen)) == 3
+    rows.clear()
+    for _ in decode_rows(dec, tiny_tokenizer, [[10]], [cfg.replace(top_k=0)], rows_out=rows, stream_text=False):
+        pass
+    assert len(set(rows[0].gen) - top3) > 10 and set(rows[0].gen) <= set(eos_free)
+
+
+def _sampled_ids(dec, tokenizer, cfg) -> list[int]:
+    from kogpt2.sampling import decode_rows
+
+    rows: list = []
+    for _ in decode_rows(dec, tokenizer, [[10]], [cfg], rows_out=rows, stream_text=False):
+        pass
+    return rows[0].gen
+
+
+def test_top_p_excludes_the_tail_and_min_p_the_unlikely(tiny_tokenizer):
+    V = len(tiny_tokenizer)
+    probs = torch.full((V,), 0.1 / (V - 3))
+    probs[[20, 21, 22]] = torch.tensor([0.5, 0.3, 0.1])
+    probs[EOS] = 0.0
+    dec = FixedDecoder(probs.log())
+    got = _sampled_ids(dec, tiny_tokenizer, SamplingConfig(max_new_tokens=200, top_p=0.8, seed=1))
+    assert set(got) == {20, 21}  # 0.5 + 0.3 reach 0.8: token 22 and the tail are cut
+    got = _sampled_ids(dec, tiny_tokenizer, SamplingConfig(max_new_tokens=200, top_p=0.85, seed=1))
+    assert set(got) == {20, 21, 22}
+    got = _sampled_ids(dec, tiny_tokenizer, SamplingConfig(max_new_tokens=200, min_p=0.5, seed=1))
+    assert set(got) == {20, 21}  # 0.1 < 0.5 * 0.5
+    got = _sampled_ids(dec, tiny_tokenizer, SamplingConfig(max_new_tokens=300, seed=1))
+    assert len(set(got) - {20, 21, 22}) > 5
+
+
+def test_temperature_sharpens(tiny_tokenizer):
+    V = len(tiny_tokenizer)
+    logits = torch.zeros(V)
+    logits[EOS] = -math.inf
+    logits[30] = 2.0
+    cold = _sampled_ids(FixedDecoder(logits), tiny_tokenizer, SamplingConfig(max_new_tokens=100, temperature=0.1, seed=0))
+    hot = _sampled_ids(FixedDecoder(logits), tiny_tokenizer, SamplingConfig(max_new_tokens=100, temperature=1.0, seed=0))
+    assert cold.count(30) == 100 and hot.count(30) < 50
+
+
+def test_repetition_penalty_and_no_repeat_ngram_reduce_loops(loop_model_dir, tiny_tokenizer):
+    from kogpt2.sampling import load, decode_rows, encode_prompt
+
+    dec, tok = load(loop_model_dir)
+    prompt = encode_prompt(tok, "나는 숲", dec.context, 30)
+
+    def run(**kw):
+        rows: list = []
+        cfg = SamplingConfig(max_new_tokens=30, do_sample=False, **kw)
+        for _ in decode_rows(dec, tok, [prompt], [cfg], rows_out=rows, stream_text=False):
+            pass
+        return rows[0].gen
+
+    plain = run()
+    assert repeats(plain) >= 25  # the model loops on its last token
+    penalised = run(repetition_penalty=2.0)
+    # the penalty first walks to unseen tokens; once all candidates are seen the loop can win again
+    assert repeats(penalised) < repeats(plain) and repeats(penalised[:10]) == 0
+    no_bigram = run(no_repeat_ngram_size=2)
+    seq = prompt + no_bigram
+    bigrams = list(zip(seq, seq[1:]))
+    assert len(bigrams) == len(set(bigrams))
+
+
+# ---------------------------------------------------------------------------- HF parity, batching
+
+def test_greedy_matches_hf_generate_and_batches_match_single(tiny_model_dir, tiny_tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    prompts = ["나는 어두운 숲 속을", "오늘", "하늘이 맑고 바람이 분다. 그래서 우리는"]
+    batch = generate(prompts, model=model, tokenizer=tiny_tokenizer, do_sample=False, max_new_tokens=12)
+    for p, got in zip(prompts, batch):
+        ids = torch.tensor([tokens_of(tiny_tokenizer, p)])
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12,
+                             pad_token_id=3)
+        assert got == tiny_tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        assert got == generate(p, model=model, tokenizer=tiny_tokenizer, do_sample=False, max_new_tokens=12)
+
+
+def test_beam_search_matches_hf(tiny_model_dir, tiny_tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+
+    def ban_eos(ids, scores):
+        scores[:, EOS] = -math.inf
+        return scores
+
+    ids = torch.tensor([tokens_of(tiny_tokenizer, "나는 어두운")])
+    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, num_beams=4,
+                         num_return_sequences=2, max_new_tokens=8, suppress_tokens=[EOS], pad_token_id=3)
+    hf = [tiny_tokenizer.decode(o[ids.shape[1]:], skip_special_tokens=True) for o in out]
+    ours = generate("나는 어두운", model=model, tokenizer=tiny_tokenizer, do_sample=False, num_beams=4,
+                    num_return_sequences=2, max_new_tokens=8, logits_processors=[ban_eos])
+    assert ours == hf
+
+
+def test_seed_reproducible_and_num_return_sequences(tiny_model_dir):
+    a = generate("나는", model=tiny_model_dir, max_new_tokens=16, seed=7)
+    assert a == generate("나는", model=tiny_model_dir, max_new_tokens=16, seed=7)
+    assert a != generate("나는", model=tiny_model_dir, max_new_tokens=16, seed=8)
+    many = generate(["나는", "숲"], model=tiny_model_dir, max_new_tokens=16, seed=7, num_return_sequences=3)
+    assert len(many) == 6 and many[0] == a and len(set(many[:3])) == 3
+    assert "".join(stream("나는", model=tiny_model_dir, max_new_tokens=16, seed=7)) == a
+
+
+def test_logits_processor_and_decoder_override(tiny_model_dir, tiny_tokenizer):
+    target = tokens_of(tiny_tokenizer, "숲")[0]
+
+    def only_target(ids, scores):
+        keep = scores[:, target].clone()
+        scores[:] = -math.inf
+        scores[:, target] = keep
+        return scores
+
+    assert generate("나는", model=tiny_model_dir, max_new_tokens=5, logits_processors=[only_target]) == "숲" * 5
+
+    class Counting(TorchDecoder):
+        n = 0
+
+        def forward_step(self, input_ids, past, attention_mask, position_ids):
+            Counting.n += 1
+            return super().forward_step(input_ids, past, attention_mask, position_ids)
+
+    dec = Counting(load_decoder(tiny_model_dir).model)
+    generate("나는", model=dec, tokenizer=tiny_tokenizer, max_new_tokens=6, logits_processors=[only_target])
+    assert Counting.n == 6
+
+
+# ---------------------------------------------------------------------------- text, stops, streaming
+
+def test_stop_sequences_streamed_without_leaking(tiny_tokenizer):
+    text = "안녕하세요. 반갑습니다! 그만"
+    dec = ScriptDecoder(tokens_of(tiny_tokenizer, text) + [EOS], len(tiny_tokenizer))
+    chunks = list(stream("시작", model=dec, tokenizer=tiny_tokenizer, max_new_tokens=50, stop=["습니다!"]))
+    assert "".join(chunks) == "안녕하세요. 반갑"
+    full = generate("시작", model=dec, tokenizer=tiny_tokenizer, max_new_tokens=50, stop=["없는말"])
+    assert full == text
+
+
+def test_stream_never_splits_a_syllable_or_emoji(tiny_tokenizer):
+    text = "숲 😀 똠얌꿍 🇰🇷 끝"
+    ids = tokens_of(tiny_tokenizer, text)
+    byte_tokens = [t for t in tiny_tokenizer.convert_ids_to_tokens(ids) if t.startswith("<0x")]
+    assert len(byte_tokens) >= 8  # the test needs syllables/emoji split into bytes
+    dec = ScriptDecoder(ids + [EOS], len(tiny_tokenizer))
+    chunks = list(stream("", model=dec, tokenizer=tiny_tokenizer, max_new_tokens=100))
+    assert "".join(chunks) == text
+    assert all("\ufffd" not in c for c in chunks)
+    assert len(chunks) > 3
+    assert dec.calls[0].tolist() == [[EOS]]  # an empty prompt starts from </s>
+
+
+def test_stream_batch_rows_finish_independently(tiny_model_dir):
+    configs = [SamplingConfig(max_new_tokens=3, seed=1), SamplingConfig(max_new_tokens=10, seed=2, top_k=5),
+               SamplingConfig(max_new_tokens=10, do_sample=False)]
+    steps = list(stream_batch(["나는", "하늘이 맑다", "숲"], tiny_model_dir, None, configs,
+                              should_stop=lambda row: row == 2))
+    assert all(len(s) == 3 for s in steps)
+    assert all(s[0] == "" for s in steps[3:]) and all(s[2] == "" for s in steps[1:])
+    alone = generate("하늘이 맑다", model=tiny_model_dir, config=configs[1])
+    assert "".join(s[1] for s in steps) == alone
+
+
+def test_prompt_too_long_is_left_truncated_and_max_tokens_checked(tiny_model_dir):
+    long_prompt = "나는 어두운 숲 속을 거닐고 있다. " * 30  # > 128 tokens
+    with pytest.warns(UserWarning, match="keeping the last"):
+        out = generate(long_prompt, model=tiny_model_dir, max_new_tokens=8, do_sample=False)
+    assert isinstance(out, str)
+    with pytest.raises(KoGPT2Error, match="context"):
+        generate("나는", model=tiny_model_dir, max_new_tokens=128)
+
+
+def test_backend_errors(tmp_path, tiny_model_dir, monkeypatch):
+    with pytest.raises(KoGPT2Error, match="unknown backend"):
+        generate("나는", model=tiny_model_dir, backend="tensorrt")
+    with pytest.raises(KoGPT2Error, match="missing"):
+        generate("나는", model=tmp_path)
+    monkeypatch.setattr("kogpt2.paths.bundled_model_dir", lambda: tmp_path / "not-installed")
+    with pytest.raises(KoGPT2Error, match="--model DIR"):
+        generate("나는")
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_torch_low_precision_backends_generate(tiny_model_dir, dtype):
+    text = generate("나는 어두운 숲", model=tiny_model_dir, dtype=dtype, do_sample=False, max_new_tokens=8)
+    assert isinstance(text, str) and text
+
+
+# ---------------------------------------------------------------------------- compatibility
+
+def test_transformers_pipeline_loads_our_directory(tiny_model_dir):
+    from transformers import pipeline
+
+    pipe = pipeline("text-generation", model=str(tiny_model_dir))
+    out = pipe("나는 어두운 숲", max_new_tokens=5, do_sample=False)
+    assert out[0]["generated_text"].startswith("나는 어두운 숲")
+
+
+def test_skt_layout_model_generates(tmp_path):
+    anchor = SHARED / "anchors" / "skt_kogpt2_base_v2"
+    if not (anchor / "tokenizer.json").is_file():
+        pytest.skip("SKT tokenizer anchor not present")
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from kogpt2.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(anchor)
+    assert len(tok) == 51200 and tok.eos_token_id == tok.bos_token_id == EOS
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=51200, n_positions=64, n_embd=32, n_layer=1, n_head=2,
+                                       bos_token_id=EOS, eos_token_id=EOS, pad_token_id=3)).eval()
+    outs = generate(["근육이 커지기 위해서는", "오늘"], model=model, tokenizer=tok, max_new_tokens=8, seed=0,
+                    logits_processors=[lambda ids, s: s.index_fill_(1, torch.tensor([EOS]), -math.inf)])
+    assert len(outs) == 2 and all(outs)
+
+
+# ---------------------------------------------------------------------------- CLI
+
+def _kogpt2(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kogpt2", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_cli_generate_streams_prompt_and_continuation(tiny_model_dir):
+    r = _kogpt2("generate", "나는 어두운 숲", "--model", str(tiny_model_dir), "--max-new-tokens", "10",
+                "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    expected = generate("나는 어두운 숲", model=tiny_model_dir, max_new_tokens=10, seed=3)
+    assert r.stdout == "나는 어두운 숲" + expected + "\n"
+
+
+def test_cli_generate_errors_are_one_line(tiny_model_dir, tmp_path):
+    r = _kogpt2("generate", "나는", "--model", str(tiny_model_dir), "--top-p", "1.5")
+    assert r.returncode == 2 and "top_p" in r.stderr and "Traceback" not in r.stderr
+    r = _kogpt2("generate", "나는", "--model", str(tmp_path))
+    assert r.returncode == 2 and "missing" in r.stderr and "Traceback" not in r.stderr

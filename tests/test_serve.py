@@ -1,0 +1,346 @@
+"""``kogpt2.serve``: the OpenAI-compatible API on the tiny model, in-process and on a live loopback server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+from kogpt2.errors import KoGPT2Error  # noqa: E402
+from kogpt2.sampling import generate  # noqa: E402
+from kogpt2.serve import ServeConfig, create_app  # noqa: E402
+from kogpt2.serve.prompts import render_chat  # noqa: E402
+
+CAPS = dict(max_tokens_cap=48, n_cap=3, max_body_bytes=4096, default_max_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def client(tiny_model_dir):
+    app = create_app(tiny_model_dir, ServeConfig(model_name="tiny", **CAPS))
+    with TestClient(app) as c:
+        yield c
+
+
+def _sse(text: str) -> list:
+    """The JSON payloads of a server-sent event stream, and "[DONE]"."""
+    out = []
+    for block in text.split("\n\n"):
+        if block.startswith("data: "):
+            data = block[len("data: "):]
+            out.append(data if data == "[DONE]" else json.loads(data))
+    return out
+
+
+# --- happy paths -------------------------------------------------------------------------------
+def test_models_health_and_page(client):
+    models = client.get("/v1/models").json()
+    assert models["object"] == "list" and models["data"][0]["id"] == "tiny"
+    assert client.get("/v1/models/tiny").json()["context_length"] == 128
+    assert client.get("/health").json()["status"] == "ok"
+    page = client.get("/")
+    assert page.status_code == 200 and "아무말 대잔치" in page.text
+    assert client.get("/static/app.js").status_code == 200
+
+
+def test_completion_matches_the_sampler(client, tiny_model_dir):
+    body = {"model": "tiny", "prompt": "오늘 날씨가", "max_tokens": 12, "temperature": 0.8, "top_p": 0.9,
+            "seed": 7, "repetition_penalty": 1.3}
+    r = client.post("/v1/completions", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["object"] == "text_completion" and out["model"] == "tiny"
+    choice = out["choices"][0]
+    want = generate("오늘 날씨가", tiny_model_dir, max_new_tokens=12, temperature=0.8, top_p=0.9, seed=7,
+                    repetition_penalty=1.3)
+    assert choice["text"] == want
+    assert choice["finish_reason"] in ("stop", "length")
+    assert out["usage"]["total_tokens"] == out["usage"]["prompt_tokens"] + out["usage"]["completion_tokens"]
+    assert 1 <= out["usage"]["completion_tokens"] <= 12
+
+
+def test_n_gives_distinct_rows_and_seed_reproduces(client):
+    body = {"prompt": "나는", "max_tokens": 10, "n": 3, "seed": 3}
+    a, b = client.post("/v1/completions", json=body).json(), client.post("/v1/completions", json=body).json()
+    texts = [c["text"] for c in a["choices"]]
+    assert [c["index"] for c in a["choices"]] == [0, 1, 2]
+    assert texts == [c["text"] for c in b["choices"]]
+    assert len(set(texts)) > 1  # seeds seed, seed+1, seed+2
+
+
+def test_greedy_and_stop(client, tiny_model_dir):
+    greedy = client.post("/v1/completions", json={"prompt": "하늘", "max_tokens": 16, "temperature": 0}).json()
+    text = greedy["choices"][0]["text"]
+    assert text == generate("하늘", tiny_model_dir, max_new_tokens=16, do_sample=False)
+    if len(text) < 6:
+        pytest.skip("the tiny model's greedy text is too short to cut")
+    stop = text[3:5]
+    cut = client.post("/v1/completions", json={"prompt": "하늘", "max_tokens": 16, "temperature": 0,
+                                               "stop": [stop]}).json()["choices"][0]
+    assert cut["text"] == text[:text.find(stop)]
+    assert cut["finish_reason"] == "stop"
+
+
+def test_streaming_completion_concatenates_to_the_whole(client):
+    body = {"prompt": "바다", "max_tokens": 12, "seed": 11, "stream": True,
+            "stream_options": {"include_usage": True}}
+    with client.stream("POST", "/v1/completions", json=body) as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = _sse(r.read().decode())
+    assert events[-1] == "[DONE]"
+    chunks = events[:-1]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] >= 1
+    streamed = "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] in ("stop", "length")
+    whole = client.post("/v1/completions", json=dict(body, stream=False)).json()["choices"][0]["text"]
+    assert streamed == whole and streamed
+
+
+def test_chat_completion_and_stream(client, tiny_model_dir):
+    msgs = [{"role": "system", "content": "친절하게"}, {"role": "user", "content": "안녕"},
+            {"role": "assistant", "content": "반가워요"}, {"role": "user", "content": "뭐 해?"}]
+    body = {"messages": msgs, "max_tokens": 10, "seed": 5}
+    out = client.post("/v1/chat/completions", json=body).json()
+    assert out["object"] == "chat.completion"
+    message = out["choices"][0]["message"]
+    assert message["role"] == "assistant"
+    prompt = render_chat([(m["role"], m["content"]) for m in msgs])
+    assert message["content"] == generate(prompt, tiny_model_dir, max_new_tokens=10, seed=5)
+    r = client.post("/v1/chat/completions", json=dict(body, stream=True))
+    events = _sse(r.text)
+    assert events[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert events[0]["object"] == "chat.completion.chunk" and events[-1] == "[DONE]"
+    streamed = "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1])
+    assert streamed == message["content"]
+
+
+def test_render_chat_format():
+    p = render_chat([("user", "안녕"), ("assistant", "반가워"), ("user", "뭐 해?")], label="1")
+    assert p == "<usr>안녕<unused1>1<sys>반가워</s><usr>뭐 해?<unused1>1<sys>"
+
+
+def test_metrics_count_requests_and_tokens(client):
+    client.post("/v1/completions", json={"prompt": "가", "max_tokens": 4})
+    text = client.get("/metrics").text
+    assert 'kogpt2_requests_total{endpoint="/v1/completions",status="200"}' in text
+    tokens = [l for l in text.splitlines() if l.startswith("kogpt2_completion_tokens_total")]
+    assert tokens and float(tokens[0].split()[-1]) >= 4
+    assert "kogpt2_queue_depth" in text and "kogpt2_request_latency_seconds_bucket" in text
+
+
+# --- validation: 4xx in OpenAI's error shape, never a 500 -------------------------------------
+BAD = [
+    ({"prompt": "가", "temperature": 2.5}, "temperature"),
+    ({"prompt": "가", "temperature": -1}, "temperature"),
+    ({"prompt": "가", "top_p": 0}, "top_p"),
+    ({"prompt": "가", "top_p": 1.5}, "top_p"),
+    ({"prompt": "가", "top_k": -1}, "top_k"),
+    ({"prompt": "가", "repetition_penalty": 0}, "repetition_penalty"),
+    ({"prompt": "가", "n": 0}, "n"),
+    ({"prompt": "가", "n": 4}, "n"),  # above n_cap
+    ({"prompt": "가", "max_tokens": 0}, "max_tokens"),
+    ({"prompt": "가", "max_tokens": 49}, "max_tokens"),  # above max_tokens_cap
+    ({"prompt": "가", "seed": -1}, "seed"),
+    ({"prompt": "가", "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"prompt": "가", "stop": ""}, "stop"),
+    ({"prompt": 5}, "prompt"),
+    ({"prompt": ["가", "나", "다", "라"]}, "prompt"),
+    ({"prompt": "가" * 200, "max_tokens": 8}, "prompt"),  # longer than the 128-token context
+    ({"prompt": "가", "stream": "yes please"}, "stream"),
+]
+
+
+@pytest.mark.parametrize("body,param", BAD, ids=[p for _, p in BAD])
+def test_bad_completion_params_are_422(client, body, param):
+    r = client.post("/v1/completions", json=body)
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["param"] == param and err["type"] == "invalid_request_error" and err["message"]
+
+
+BAD_CHAT = [
+    ({"messages": []}, "messages"),
+    ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
+    ({"messages": [{"role": "user"}]}, "messages.0.content"),
+    ({"messages": [{"role": "assistant", "content": "x"}]}, "messages"),
+    ({"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 100}, "max_tokens"),
+]
+
+
+@pytest.mark.parametrize("body,param", BAD_CHAT, ids=[p for _, p in BAD_CHAT])
+def test_bad_chat_params_are_422(client, body, param):
+    r = client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["param"] == param
+
+
+def test_context_overflow_has_its_code(client):
+    err = client.post("/v1/completions", json={"prompt": "가" * 200}).json()["error"]
+    assert err["code"] == "context_length_exceeded" and "128" in err["message"]
+
+
+def test_malformed_bodies(client):
+    r = client.post("/v1/completions", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_json"
+    r = client.post("/v1/completions", content=b'{"prompt": "' + b"a" * 5000 + b'"}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+    r = client.post("/v1/completions", json={"prompt": "가", "model": "gpt-4"})
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert client.get("/v1/nothing").json()["error"]["code"] == "not_found"
+    assert client.get("/v1/completions").status_code == 405
+
+
+def test_classify_without_sentiment_is_501(client):
+    r = client.post("/api/classify", json={"input": "정말 좋아요"})
+    assert r.status_code == 501 and r.json()["error"]["code"] == "no_sentiment"
+
+
+def test_classify_with_a_classifier(tiny_model_dir):
+    def fake(texts):
+        return [{"label": "긍정" if "좋" in t else "부정", "score": 0.9} for t in texts]
+
+    with TestClient(create_app(tiny_model_dir, ServeConfig(), classifier=fake)) as c:
+        out = c.post("/api/classify", json={"input": ["정말 좋아요", "별로예요"]}).json()
+        assert [d["label"] for d in out["data"]] == ["긍정", "부정"]
+        assert c.post("/api/classify", json={"input": []}).status_code == 422
+
+
+def test_queue_full_is_503_with_retry_after(tiny_model_dir):
+    with TestClient(create_app(tiny_model_dir, ServeConfig(max_queue=2, n_cap=4))) as c:
+        r = c.post("/v1/completions", json={"prompt": "가", "n": 3, "max_tokens": 4})
+        assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
+        assert r.json()["error"]["code"] == "queue_full"
+        assert c.post("/v1/completions", json={"prompt": "가", "n": 2, "max_tokens": 4}).status_code == 200
+
+
+def test_api_key_and_cors(tiny_model_dir, monkeypatch):
+    app = create_app(tiny_model_dir, ServeConfig(api_key="s3cret", cors_origins=["http://example.test"]))
+    with TestClient(app) as c:
+        r = c.get("/v1/models")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        assert c.get("/v1/models", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/v1/models", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/health").status_code == 200  # only /v1/* is guarded
+        pre = c.options("/v1/completions", headers={"Origin": "http://example.test",
+                                                     "Access-Control-Request-Method": "POST"})
+        assert pre.headers.get("access-control-allow-origin") == "http://example.test"
+    with TestClient(create_app(tiny_model_dir)) as c:  # CORS off by default
+        r = c.get("/health", headers={"Origin": "http://example.test"})
+        assert "access-control-allow-origin" not in r.headers
+
+
+def test_bad_server_settings():
+    with pytest.raises(KoGPT2Error, match="max_batch.*n_cap"):
+        ServeConfig(max_batch=0, n_cap=0)
+
+
+# --- a live uvicorn server on loopback ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def live(tmp_path_factory, tiny_tokenizer):
+    """(base url, app) of a real server: 1024-token context, small queue, batches of 4."""
+    import uvicorn
+    from conftest import make_tiny_model_dir
+
+    model_dir = make_tiny_model_dir(tmp_path_factory.mktemp("long"), tiny_tokenizer, n_positions=1024)
+    cfg = ServeConfig(model_name="tiny", api_key="test-key", max_batch=4, max_queue=6, max_wait_ms=100,
+                      max_tokens_cap=900)
+    app = create_app(model_dir, cfg)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "uvicorn did not start"
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", app
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+AUTH = {"Authorization": "Bearer test-key"}
+
+
+def _metric(base: str, name: str) -> float:
+    import httpx
+
+    for line in httpx.get(base + "/metrics").text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_live_concurrent_requests_share_batches(live):
+    import httpx
+
+    base, _ = live
+    body = {"prompt": "함께", "max_tokens": 8}
+    with ThreadPoolExecutor(4) as pool:
+        rs = list(pool.map(lambda i: httpx.post(base + "/v1/completions", json=dict(body, seed=i),
+                                                headers=AUTH, timeout=60), range(4)))
+    assert all(r.status_code == 200 for r in rs)
+    # 4 rows arriving within the 100 ms wait decode as one batch: the batch-size sum exceeds its count
+    assert _metric(base, "kogpt2_batch_rows_sum") > _metric(base, "kogpt2_batch_rows_count")
+
+
+def test_live_full_queue_answers_503(live):
+    import httpx
+
+    base, _ = live
+    body = {"prompt": "줄", "max_tokens": 200, "temperature": 0}
+    with ThreadPoolExecutor(16) as pool:
+        rs = list(pool.map(lambda i: httpx.post(base + "/v1/completions", json=body, headers=AUTH, timeout=120),
+                           range(16)))
+    codes = sorted(r.status_code for r in rs)
+    assert set(codes) <= {200, 503} and 503 in codes and 200 in codes
+    busy = next(r for r in rs if r.status_code == 503)
+    assert int(busy.headers["retry-after"]) >= 1
+
+
+def test_live_disconnect_stops_generation(live):
+    import httpx
+
+    base, _ = live
+    before = _metric(base, "kogpt2_cancelled_rows_total")
+    # greedy, so the row runs its 900 tokens unless cancelled (checked: no </s> on this tiny model)
+    body = {"prompt": "끝없이", "max_tokens": 900, "temperature": 0, "stream": True}
+    with httpx.stream("POST", base + "/v1/completions", json=body, headers=AUTH, timeout=60) as r:
+        assert r.status_code == 200
+        next(r.iter_lines())
+    deadline = time.monotonic() + 20
+    while _metric(base, "kogpt2_cancelled_rows_total") <= before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _metric(base, "kogpt2_cancelled_rows_total") == before + 1
+    assert httpx.get(base + "/health").json()["active_rows"] == 0
+
+
+def test_openai_client(live):
+    openai = pytest.importorskip("openai")
+    base, _ = live
+    client = openai.OpenAI(base_url=base + "/v1", api_key="test-key", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["tiny"]
+    done = client.completions.create(model="tiny", prompt="안녕하세요", max_tokens=8, seed=1)
+    assert isinstance(done.choices[0].text, str) and done.usage.completion_tokens >= 1
+    chat = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "안녕"}],
+                                          max_tokens=8, seed=2)
+    stream = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "안녕"}],
+                                            max_tokens=8, seed=2, stream=True)
+    streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert streamed == chat.choices[0].message.content
+    extra = client.completions.create(model="tiny", prompt="가", max_tokens=4, extra_body={"repetition_penalty": 2.0})
+    assert extra.choices[0].finish_reason in ("stop", "length")
+    with pytest.raises(openai.UnprocessableEntityError):
+        client.completions.create(model="tiny", prompt="가", temperature=3)
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0).models.list()
