@@ -243,6 +243,15 @@ def test_missing_paths_and_empty_globs_raise(tmp_path, tiny_tokenizer_dir, bad):
         run([str(tmp_path / bad)], tiny_tokenizer_dir, tmp_path / "out")
 
 
+def test_refuses_to_write_into_a_foreign_directory(tmp_path, tiny_tokenizer_dir):
+    write_txt(tmp_path / "a.txt", DOCS)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("내 메모")
+    with pytest.raises(KoGPT2Error, match="non-empty directory"):
+        run([tmp_path / "a.txt"], tiny_tokenizer_dir, tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.txt").is_file()
+
+
 def test_nothing_left_is_an_error(tmp_path, tiny_tokenizer_dir):
     (tmp_path / "empty.txt").write_bytes(b"")
     with pytest.raises(KoGPT2Error, match="no documents left"):
@@ -265,8 +274,12 @@ def test_unknown_and_bad_options_raise(tmp_path, tiny_tokenizer_dir):
     ("'''서울특별시'''는 [[대한민국]]의 [[수도 (도시)|수도]]이다.", "서울특별시는 대한민국의 수도이다."),
     ("인구는 약 950만 명이다.<ref>통계청 자료</ref> [[분류:도시]]", "인구는 약 950만 명이다."),
     ("== 역사 ==", "역사"),
-    ("{{{+1 큰 글씨}}}와 ~~지운 말~~ 그리고 [* 각주 내용] 끝", "큰 글씨와 지운 말 그리고 끝"),
-    ("줄<br/>바꿈 &amp; <span class=\"x\">강조</span>", "줄바꿈 & 강조"),
+    ("{{{+1 큰 글씨}}}와 [* 각주 내용] 그리고 [목차] 끝", "큰 글씨와 그리고 끝"),
+    ("축하해요~~^^ 행복하세요~~♡ ,,ㅋ,, __", "축하해요~~^^ 행복하세요~~♡ ,,ㅋ,, __"),  # comments, not markup
+    ("|| 이름 || 나이 ||", "이름 나이"),
+    ("노름 ||v|| 와 ''따옴표 하나", "노름 ||v|| 와 ''따옴표 하나"),
+    ("A&#771; 는 NFC로", "\u00c3 는 NFC로"),
+    ("줄<br/>바꿈 &amp; <span class=\"x\">강조</span>", "줄 바꿈 & 강조"),
     ("영화 <기생충>은 a < b 를 보여 준다.", "영화 <기생충>은 a < b 를 보여 준다."),
     ("사진 [##_Image|kage@abc.jpg|alignCenter_##] 아래", "사진 아래"),
 ])

@@ -344,11 +344,12 @@ def test_skt_layout_model_generates(tmp_path):
 
 # ---------------------------------------------------------------------------- CLI
 
-def _kogpt2(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+def _kogpt2(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "kogpt2", *args], capture_output=True, text=True,
                           timeout=timeout)
 
 
+@pytest.mark.slow
 def test_cli_generate_streams_prompt_and_continuation(tiny_model_dir):
     r = _kogpt2("generate", "나는 어두운 숲", "--model", str(tiny_model_dir), "--max-new-tokens", "10",
                 "--seed", "3")
@@ -357,8 +358,29 @@ def test_cli_generate_streams_prompt_and_continuation(tiny_model_dir):
     assert r.stdout == "나는 어두운 숲" + expected + "\n"
 
 
-def test_cli_generate_errors_are_one_line(tiny_model_dir, tmp_path):
-    r = _kogpt2("generate", "나는", "--model", str(tiny_model_dir), "--top-p", "1.5")
-    assert r.returncode == 2 and "top_p" in r.stderr and "Traceback" not in r.stderr
-    r = _kogpt2("generate", "나는", "--model", str(tmp_path))
-    assert r.returncode == 2 and "missing" in r.stderr and "Traceback" not in r.stderr
+def test_cli_generate_in_process(tiny_model_dir, tmp_path, capsys):
+    from kogpt2.cli import main
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("나는\n\n하늘이\n", encoding="utf-8")
+    assert main(["generate", "--prompts", str(prompts), "--model", str(tiny_model_dir), "--greedy",
+                 "--max-new-tokens", "6", "--no-stream"]) == 0
+    expected = generate(["나는", "하늘이"], model=tiny_model_dir, do_sample=False, max_new_tokens=6)
+    assert capsys.readouterr().out == f"나는{expected[0]}\n\n하늘이{expected[1]}\n"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--top-p", "1.5"], "top_p"), (["--temperature", "0"], "temperature"),
+    (["--greedy", "--top-k", "5"], "only apply to sampling"), (["--backend", "tensorrt"], "unknown backend"),
+    (["--max-new-tokens", "500"], "context"), (["--model", "MISSING"], "missing|not found"),
+])
+def test_cli_generate_errors_are_one_line(tiny_model_dir, tmp_path, capsys, argv, words):
+    from kogpt2.cli import main
+
+    argv = [str(tmp_path) if a == "MISSING" else a for a in argv]
+    model = [] if "--model" in argv else ["--model", str(tiny_model_dir)]
+    assert main(["generate", "나는", *model, *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip()
+    assert err.startswith("error:") and "\n" not in err and __import__("re").search(words, err)

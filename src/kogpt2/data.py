@@ -42,6 +42,7 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, fields
 from multiprocessing import get_context
 from pathlib import Path
@@ -292,6 +293,114 @@ def _warn(msg: str) -> None:
     tqdm.write(f"warning: {msg}", file=sys.stderr)
 
 
+class _ShardWriter:
+    """Cuts kept documents into shards and has workers encode them, at most a few in flight.
+
+    Progress is counted in input bytes, credited to a shard when it is finished, so the
+    bar measures tokenized work, not reading (which runs ahead by at most a few shards).
+    """
+
+    def __init__(self, out: Path, opts: PrepareOptions, backend, dtype: str, salt: str, bar) -> None:
+        self.out, self.opts, self.dtype, self.salt, self.bar = out, opts, dtype, salt, bar
+        self.totals = {s: Counter() for s in SPLITS}
+        self.shards: dict[str, list[str]] = {s: [] for s in SPLITS}
+        self.current = {s: _Shard(s, 0) for s in SPLITS}
+        self.inflight: dict[Future, _Shard] = {}
+        self.max_inflight = max(1, opts.workers) + 1
+        self.resumed = 0
+        self.unassigned_bytes = 0
+        if opts.workers == 0:
+            global _WORKER_TOKENIZER
+            _WORKER_TOKENIZER = backend
+            self.executor: Any = _InProcessExecutor()
+        else:
+            threads = max(1, (os.cpu_count() or 1) // opts.workers)
+            self.executor = ProcessPoolExecutor(
+                opts.workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                initargs=(str(out / "tokenizer" / "tokenizer.json"), threads))
+
+    def on_bytes(self, n: int) -> None:
+        self.unassigned_bytes += n
+
+    def add(self, paragraphs: list[str]) -> None:
+        """Queue one kept document (its paragraphs) in its split's current shard."""
+        text = "\n".join(paragraphs)
+        shard = self.current[split_of(text, self.opts.val_fraction, self.opts.seed)]
+        shard.docs.append(text)
+        shard.paragraphs += len(paragraphs)
+        shard.chars += len(text)
+        if shard.chars >= self.opts.shard_chars:
+            self._cut(shard)
+            self.current[shard.split] = _Shard(shard.split, shard.index + 1)
+
+    def finish(self) -> None:
+        """Cut the last partial shards and wait for every worker."""
+        for s in SPLITS:
+            if self.current[s].docs:
+                self._cut(self.current[s])
+        while self.inflight:
+            self._wait_one()
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+    def _cut(self, shard: _Shard) -> None:
+        shard.input_bytes, self.unassigned_bytes = self.unassigned_bytes, 0
+        self.shards[shard.split].append(shard.rel_path)
+        t = self.totals[shard.split]
+        t["documents"] += len(shard.docs)
+        t["paragraphs"] += shard.paragraphs
+        t["chars"] += shard.chars
+        done = _resumable(self.out, shard, self.salt, np.dtype(self.dtype).itemsize)
+        if done is not None:
+            self.resumed += 1
+            self._credit(shard, done)
+            return
+        while len(self.inflight) >= self.max_inflight:
+            self._wait_one()
+        fut = self.executor.submit(_write_shard, str(self.out / shard.rel_path), shard.docs, self.dtype,
+                                   self.opts.batch_docs)
+        self.inflight[fut] = shard
+
+    def _wait_one(self) -> None:
+        finished, _ = wait(list(self.inflight), return_when=FIRST_COMPLETED)
+        for fut in finished:
+            shard = self.inflight.pop(fut)
+            try:
+                n_tokens = fut.result()
+            except OSError as e:
+                raise KoGPT2Error(f"writing {self.out / shard.rel_path} failed ({e}); free disk space "
+                                  "and re-run (finished shards are kept)") from None
+            except BrokenProcessPool:
+                raise KoGPT2Error("a tokenizing worker died (out of memory?); re-run with fewer --workers "
+                                  "or a smaller --shard-chars (finished shards are kept)") from None
+            marker = self.out / ".resume" / f"{shard.split}_{shard.index:05d}.json"
+            marker.write_text(json.dumps({"key": shard.key(self.salt), "tokens": n_tokens}))
+            self._credit(shard, n_tokens)
+
+    def _credit(self, shard: _Shard, n_tokens: int) -> None:
+        self.totals[shard.split]["tokens"] += n_tokens
+        self.bar.update(shard.input_bytes)
+        self.bar.set_postfix(tokens=f"{sum(t['tokens'] for t in self.totals.values()):,}")
+
+    def split_meta(self) -> dict:
+        keys = ("tokens", "documents", "paragraphs", "chars")
+        return {s: {**{k: int(self.totals[s][k]) for k in keys}, "shards": self.shards[s]} for s in SPLITS}
+
+
+def _prepare_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise KoGPT2Error(f"--out {out} is a file; give a directory")
+    if out.is_dir() and any(out.iterdir()) and not ((out / ".resume").is_dir() or (out / "meta.json").is_file()):
+        raise KoGPT2Error(f"--out {out} is a non-empty directory not written by `kogpt2 data prepare`; "
+                          "give a new or empty directory")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "meta.json").unlink(missing_ok=True)  # only a finished run has a meta.json
+    for s in SPLITS:
+        (out / s).mkdir(exist_ok=True)
+    (out / ".resume").mkdir(exist_ok=True)
+
+
 def prepare(inputs: list[str | Path] | str | Path, tokenizer_dir: str | Path, out_dir: str | Path,
             **options: Any) -> dict:
     """Clean, deduplicate, split and tokenize a corpus into memmappable shards.
@@ -310,123 +419,50 @@ def prepare(inputs: list[str | Path] | str | Path, tokenizer_dir: str | Path, ou
     if unknown:
         raise KoGPT2Error(f"unknown data option(s) {unknown}; known: {sorted(known)}")
     opts = PrepareOptions(**options)
-    if isinstance(inputs, (str, Path)):
-        inputs = [inputs]
-    files = expand_inputs(list(inputs))
+    files = expand_inputs([inputs] if isinstance(inputs, (str, Path)) else list(inputs))
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise KoGPT2Error(f"--out {out} is a file; give a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "meta.json").unlink(missing_ok=True)  # only a finished run has a meta.json
-    for s in SPLITS:
-        (out / s).mkdir(exist_ok=True)
-    (out / ".resume").mkdir(exist_ok=True)
+    _prepare_out_dir(out)
 
     t0 = time.time()
     hf, backend, thash = _save_tokenizer_copy(tokenizer_dir, out)
-    vocab_size = len(hf)
-    dtype = _dtype_for(vocab_size)
-    salt = json.dumps([FORMAT, thash, dtype, opts.batch_docs > 0], sort_keys=True)
-
+    dtype = _dtype_for(len(hf))
+    salt = json.dumps([FORMAT, thash, dtype])  # a shard is reused only if this and its text match
     stats: Counter = Counter()
     filt = _DocFilter(opts, stats)
-    totals = {s: Counter() for s in SPLITS}
-    shard_lists: dict[str, list[str]] = {s: [] for s in SPLITS}
-    current = {s: _Shard(s, 0) for s in SPLITS}
     total_bytes = sum(p.stat().st_size for p in files)
-    has_gz = any(p.name.endswith(".gz") for p in files)
+    has_gz = any(p.name.endswith(".gz") for p in files)  # gz: uncompressed size unknown
 
     from tqdm import tqdm
 
     bar = tqdm(total=None if has_gz else total_bytes, unit="B", unit_scale=True, desc="prepare",
                disable=not opts.progress, dynamic_ncols=True)
-    pending_bytes = [0]
-
-    def on_bytes(n: int) -> None:
-        pending_bytes[0] += n
-
-    tok_json = str(out / "tokenizer" / "tokenizer.json")
-    if opts.workers == 0:
-        global _WORKER_TOKENIZER
-        _WORKER_TOKENIZER = backend
-        executor: Any = _InProcessExecutor()
-    else:
-        threads = max(1, (os.cpu_count() or 1) // opts.workers)
-        executor = ProcessPoolExecutor(opts.workers, mp_context=get_context("spawn"),
-                                       initializer=_init_worker, initargs=(tok_json, threads))
-    inflight: dict[Future, _Shard] = {}
-    max_inflight = max(1, opts.workers) + 1
-
-    def finish(fut: Future) -> None:
-        shard = inflight.pop(fut)
-        n_tokens = fut.result()
-        (out / ".resume" / f"{shard.split}_{shard.index:05d}.json").write_text(
-            json.dumps({"key": shard.key(salt), "tokens": n_tokens}))
-        totals[shard.split]["tokens"] += n_tokens
-        bar.update(shard.input_bytes)
-        bar.set_postfix(tokens=f"{sum(t['tokens'] for t in totals.values()):,}")
-
-    def cut(shard: _Shard) -> None:
-        shard.input_bytes, pending_bytes[0] = pending_bytes[0], 0
-        shard_lists[shard.split].append(shard.rel_path)
-        t = totals[shard.split]
-        t["documents"] += len(shard.docs)
-        t["paragraphs"] += shard.paragraphs
-        t["chars"] += shard.chars
-        done = _resumable(out, shard, salt, np.dtype(dtype).itemsize)
-        if done is not None:
-            stats_resumed["shards"] += 1
-            t["tokens"] += done
-            bar.update(shard.input_bytes)
-            return
-        while len(inflight) >= max_inflight:
-            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-            for f in finished:
-                finish(f)
-        fut = executor.submit(_write_shard, str(out / shard.rel_path), shard.docs, dtype, opts.batch_docs)
-        inflight[fut] = shard
-
-    stats_resumed: Counter = Counter()
+    writer = _ShardWriter(out, opts, backend, dtype, salt, bar)
     try:
         for _path, paragraphs in iter_documents(files, stats, text_field=opts.text_field, warn=_warn,
-                                                on_bytes=on_bytes):
+                                                on_bytes=writer.on_bytes):
             kept = filt(paragraphs)
-            if kept is None:
-                continue
-            text = "\n".join(kept)
-            shard = current[split_of(text, opts.val_fraction, opts.seed)]
-            shard.docs.append(text)
-            shard.paragraphs += len(kept)
-            shard.chars += len(text)
-            if shard.chars >= opts.shard_chars:
-                cut(shard)
-                current[shard.split] = _Shard(shard.split, shard.index + 1)
-        for s in SPLITS:
-            if current[s].docs:
-                cut(current[s])
-        while inflight:
-            finished, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-            for f in finished:
-                finish(f)
+            if kept is not None:
+                writer.add(kept)
+        writer.finish()
     finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+        writer.close()
         bar.close()
 
-    _remove_stale(out, shard_lists)
-    if not any(totals[s]["documents"] for s in SPLITS):
+    _remove_stale(out, writer.shards)
+    splits = writer.split_meta()
+    if not any(s["documents"] for s in splits.values()):
         raise KoGPT2Error(f"no documents left in {[str(p) for p in files]} after reading and filtering "
                           f"(skipped: {dict(stats) or 'nothing'}); check the inputs and filter options")
-    input_stats = {k: stats.pop(k) for k in ("files", "lines", "separator_lines") if k in stats}
+    input_stats = {k: stats.pop(k, 0) for k in ("files", "lines", "separator_lines")}
     input_stats["bytes"] = total_bytes
     meta = {
         "format": FORMAT,
         "dtype": dtype,
-        "vocab_size": vocab_size,
+        "vocab_size": len(hf),
         "tokenizer_hash": thash,
         "tokenizer": "tokenizer",
         "eos_id": EOS_ID,
-        "splits": {s: {**{k: int(totals[s][k]) for k in ("tokens", "documents", "paragraphs", "chars")},
-                       "shards": shard_lists[s]} for s in SPLITS},
+        "splits": splits,
         "skipped": {k: v for k, v in sorted(stats.items()) if v},
         "inputs": [str(p) for p in files],
         "input_stats": input_stats,
@@ -434,7 +470,7 @@ def prepare(inputs: list[str | Path] | str | Path, tokenizer_dir: str | Path, ou
         "val_fraction": opts.val_fraction,
         "seed": opts.seed,
         "source_tokenizer": str(tokenizer_dir),
-        "resumed_shards": int(stats_resumed["shards"]),
+        "resumed_shards": writer.resumed,
         "seconds": round(time.time() - t0, 1),
     }
     tmp = out / "meta.json.tmp"

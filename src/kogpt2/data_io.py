@@ -115,7 +115,8 @@ def _decode_lines(path: Path, stats: Counter, warn: Warn, on_bytes: Callable[[in
         stats["truncated_files"] += 1
         warn(f"{path}: stopped reading early ({e}); the rest of the file is skipped")
     if n_bad > 3:
-        warn(f"{path}: {n_bad} invalid UTF-8 lines skipped in all")
+        warn(f"{path}: {n_bad} invalid UTF-8 lines skipped in all (if the file is CP949/EUC-KR, "
+             f"convert it first: iconv -f cp949 -t utf-8)")
 
 
 def _text_documents(lines: Iterator[str], stats: Counter) -> Iterator[list[str]]:
@@ -163,7 +164,7 @@ def _jsonl_documents(path: Path, lines: Iterator[str], text_field: str, stats: C
         if paragraphs:
             yield paragraphs
         else:
-            stats["blank_lines"] += 1
+            stats["empty_text_lines"] += 1
 
 
 def iter_documents(files: list[Path], stats: Counter, *, text_field: str = "text",

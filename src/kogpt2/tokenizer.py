@@ -153,14 +153,15 @@ def train_tokenizer(
         raise KoGPT2Error("give text files to train the tokenizer on")
     if texts is None:
         files = expand_paths(files)  # type: ignore[arg-type]  # fail fast on missing paths
-    lines = texts if texts is not None else iter_text_lines(files, progress=show_progress)  # type: ignore[arg-type]
+        texts = iter_text_lines(files, progress=show_progress)
     n_lines = 0
 
     def iterator() -> Iterator[str]:
         nonlocal n_lines
-        for line in lines:
+        for line in texts:
             n_lines += 1
             yield line
+
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - len(BYTE_TOKENS),
         min_frequency=min_frequency,

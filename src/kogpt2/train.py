@@ -224,7 +224,23 @@ def default_peak_flops(device: torch.device) -> float:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         return 989e12 if "H100" in name or "H200" in name else 312e12
-    return 1.45e12  # AMX bf16 matmul measured on this project's 2-core Sapphire Rapids machine
+    return measure_cpu_peak_flops()
+
+
+def measure_cpu_peak_flops(dtype: torch.dtype = torch.bfloat16, n: int = 1024, reps: int = 8) -> float:
+    """Achieved FLOP/s of a large bf16 matmul on this CPU: the ceiling MFU is quoted against.
+
+    (The project's reference machine, a 2-core Sapphire Rapids with AMX, reaches about 1.45e12;
+    a 2-core AVX-512-BF16 Zen 4 without AMX about 4e11.)
+    """
+    import time as _time
+
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    t = _time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (_time.perf_counter() - t)
 
 
 # ----------------------------------------------------------------------------- model set-up
@@ -371,6 +387,7 @@ def train(cfg: TrainConfig) -> Path | None:
     elif list_checkpoints(out):
         raise KoGPT2Error(f"{out} already holds checkpoints; pass --resume to continue, or choose a new --out")
 
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every process
     model = _build_or_restore(cfg, tokenizer, ckpt)
     n_ctx = model.config.n_positions if hasattr(model.config, "n_positions") else model.config.max_position_embeddings
     n_ctx = cfg.n_ctx or n_ctx
@@ -451,10 +468,11 @@ def train(cfg: TrainConfig) -> Path | None:
 
     def save(step_: int) -> Path | None:
         sd, osd = _state_dicts(raw, optimizer, cfg.fsdp)
+        rng = _gather_rng(dist)  # collective: every rank takes part
         if not dist.master:
             return None
         trainer_state = {"step": step_, "tokens_seen": tokens_seen, "optimizer": osd, "data_rng": windows.state(),
-                         "torch_rng": _gather_rng(dist), "tokenizer_hash": meta["tokenizer_hash"],
+                         "torch_rng": rng, "tokenizer_hash": meta["tokenizer_hash"],
                          "elapsed_s": elapsed0 + time.time() - t_start}
         return save_checkpoint(out, step_, sd, raw.config, tokenizer, gen_cfg, trainer_state, hparams, keep=cfg.keep)
 
@@ -560,10 +578,10 @@ def _load_optimizer(optimizer, raw, osd, fsdp: bool) -> None:
 
 
 def _gather_rng(dist: Dist) -> list[torch.Tensor]:
-    """Every rank's torch RNG state (dropout differs per rank), collected on rank 0."""
+    """Every rank's torch RNG state (dropout differs per rank), collected on all ranks."""
     mine = torch.get_rng_state()
     if dist.world == 1:
         return [mine]
-    states = [torch.empty_like(mine) for _ in range(dist.world)]
-    torch.distributed.all_gather(states, mine) if dist.device.type == "cpu" else None
-    return states if dist.device.type == "cpu" else [mine]
+    states: list = [None] * dist.world
+    torch.distributed.all_gather_object(states, mine)
+    return states
