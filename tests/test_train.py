@@ -249,3 +249,17 @@ def test_existing_run_needs_resume_and_corrupt_checkpoint_is_reported(shards, tm
     (out / "step_0000002" / "trainer_state.pt").unlink()
     with pytest.raises(KoGPT2Error, match="incomplete"):
         train(tiny_cfg(shards, out, max_steps=4, resume=True))
+
+
+def test_export_hf_release_is_bf16_and_loads(tiny_model_dir, tmp_path, capsys):
+    from kogpt2.cli import main
+    from kogpt2.model import load_model
+    from safetensors.torch import load_file
+
+    assert main(["export", "hf", str(tiny_model_dir), str(tmp_path / "rel")]) == 0
+    tensors = load_file(str(tmp_path / "rel" / "model.safetensors"))
+    assert all(t.dtype == torch.bfloat16 for t in tensors.values())
+    a, b = load_model(tiny_model_dir), load_model(tmp_path / "rel")
+    assert b.transformer.wte.weight.dtype == torch.float32
+    torch.testing.assert_close(a.transformer.wte.weight, b.transformer.wte.weight, rtol=1e-2, atol=1e-2)
+    assert not (tmp_path / "rel" / "trainer_state.pt").exists()

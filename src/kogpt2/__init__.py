@@ -25,6 +25,7 @@ _LAZY = {
     "build_model": "kogpt2.model",
     "generate": "kogpt2.sampling",
     "stream": "kogpt2.sampling",
+    "stream_batch": "kogpt2.sampling",
     "SamplingConfig": "kogpt2.sampling",
     "KoGPT2Error": "kogpt2.errors",
 }

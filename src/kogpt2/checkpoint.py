@@ -117,3 +117,37 @@ def load_weights(ckpt: str | Path) -> dict[str, torch.Tensor]:
     except Exception as e:  # noqa: BLE001
         raise KoGPT2Error(f"checkpoint {ckpt} has a corrupt model.safetensors ({e}); "
                           "delete that checkpoint directory to resume from the previous one") from None
+
+
+RELEASE_FILES = ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+                 "tokenizer_config.json", "special_tokens_map.json")
+
+
+def release(src: str | Path, out: str | Path, dtype: str = "bf16") -> Path:
+    """Write a training checkpoint as a compact, inference-only HF directory.
+
+    Weights are stored in ``dtype`` (bf16 halves the size; ``load_model`` upcasts to fp32 by
+    default), the trainer state is dropped, ``generation_config.json`` gets the project's
+    Korean sampling defaults, and the directory is written atomically.
+    """
+    from kogpt2.model import load_model
+    from kogpt2.tokenizer import load_tokenizer
+
+    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(dtype)
+    if torch_dtype is None:
+        raise KoGPT2Error(f"--dtype {dtype!r}: choose bf16, fp16 or fp32")
+    model = load_model(src).to(torch_dtype)
+    tokenizer = load_tokenizer(src)
+    out = Path(out)
+    tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    tokenizer.save_pretrained(str(tmp))
+    from kogpt2.train import default_generation_config
+
+    default_generation_config(tokenizer).save_pretrained(str(tmp))
+    _fsync_dir(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out

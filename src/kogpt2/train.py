@@ -283,12 +283,13 @@ def _build_or_restore(cfg: TrainConfig, tokenizer, ckpt: Path | None):
     return model
 
 
-def _generation_config(tokenizer):
+def default_generation_config(tokenizer):
+    """Sampling defaults written into every checkpoint and release (they do not loop)."""
     from transformers import GenerationConfig
 
     # Korean defaults that do not loop (the KoGPT2 examples use repetition_penalty 2.0).
-    return GenerationConfig(do_sample=True, top_p=0.92, temperature=0.8, repetition_penalty=1.2,
-                            no_repeat_ngram_size=0, max_new_tokens=128, bos_token_id=tokenizer.bos_token_id,
+    return GenerationConfig(do_sample=True, top_p=0.92, temperature=0.8, repetition_penalty=1.3,
+                            no_repeat_ngram_size=3, max_new_tokens=128, bos_token_id=tokenizer.bos_token_id,
                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
 
 
@@ -438,7 +439,7 @@ def train(cfg: TrainConfig) -> Path | None:
     fpt = flops_per_token(n_params, shape.num_hidden_layers if hasattr(shape, "num_hidden_layers") else shape.n_layer,
                           shape.hidden_size, n_ctx)
     hparams = {"train": asdict(cfg), "n_ctx": n_ctx, "n_params": n_params, "world_size": dist.world}
-    gen_cfg = _generation_config(tokenizer)
+    gen_cfg = default_generation_config(tokenizer)
     if dist.master:
         out.mkdir(parents=True, exist_ok=True)
     metrics = MetricsLog(out) if dist.master else None

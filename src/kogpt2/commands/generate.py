@@ -76,7 +76,6 @@ def _prompts(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Generate and print; returns the exit status."""
-    _quiet_libraries()
     from kogpt2 import sampling
     from kogpt2.backends import BACKENDS, DTYPES, check_choice
 
@@ -86,9 +85,15 @@ def run(args: argparse.Namespace) -> int:
     from kogpt2.paths import bundled_model_dir
 
     cfg = sampling.config_from_model_dir(args.model or bundled_model_dir(), **_overrides(args))
-    decoder, tok = sampling.load(args.model, None, args.backend, args.dtype)
     out = sys.stdout
-    if args.no_stream or cfg.num_beams > 1 or cfg.num_return_sequences > 1:
+    whole = args.no_stream or cfg.num_beams > 1 or cfg.num_return_sequences > 1  # print when complete
+    printed = not whole and _precheck(args.model, args.backend, cfg.max_new_tokens)
+    if printed:
+        out.write(prompts[0])  # NOTE: shown while the model loads (imports take most of startup)
+        out.flush()
+    _quiet_libraries()
+    decoder, tok = sampling.load(args.model, None, args.backend, args.dtype)
+    if whole:
         texts = sampling.generate(prompts, model=decoder, tokenizer=tok, config=cfg)
         n = cfg.num_return_sequences
         for i, text in enumerate(texts):
@@ -96,14 +101,39 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for i, prompt in enumerate(prompts):
         chunks = sampling.stream(prompt, model=decoder, tokenizer=tok, config=cfg)  # validates first
-        out.write(("\n" if i else "") + prompt)
-        out.flush()
+        if i or not printed:
+            out.write(("\n" if i else "") + prompt)
+            out.flush()
         for chunk in chunks:
             out.write(chunk)
             out.flush()
         out.write("\n")
         out.flush()
     return 0
+
+
+def _precheck(model: str | None, backend: str, max_new_tokens: int) -> bool:
+    """Cheap checks (files, context) before loading; True when the prompt may be printed early."""
+    import json
+
+    from kogpt2.backends import _model_dir
+
+    d = _model_dir(model)
+    if backend == "torch":
+        from kogpt2.model import check_model_dir
+
+        check_model_dir(d)
+    elif not (d / "model.onnx").is_file():
+        return False  # may need an export first
+    cfg_file = d / "config.json"
+    if not cfg_file.is_file():
+        return False
+    cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    context = cfg.get("n_positions") or cfg.get("max_position_embeddings")
+    if context and max_new_tokens >= context:
+        raise KoGPT2Error(f"max_new_tokens={max_new_tokens} does not fit the model's context of {context} "
+                          f"tokens; ask for fewer than {context}")
+    return True
 
 
 def _quiet_libraries() -> None:

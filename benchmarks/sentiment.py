@@ -1,0 +1,98 @@
+"""NSMC accuracy of a sentiment head vs a character n-gram TF-IDF + logistic regression baseline.
+
+The baseline is trained in the same run on the same training reviews as the head (the
+head's recorded subsample: same seed, same count) and, with ``--full-baseline``, on the whole
+training file; both are scored on the same test slice as the head. Needs scikit-learn
+(the ``dev`` extra).
+
+    python benchmarks/sentiment.py --head runs/sent --model runs/mini --max-test 5000
+    python benchmarks/sentiment.py --head runs/sent --model runs/mini --full-baseline --zero-shot
+
+The last line is ``RESULT acc=... tfidf_acc=... ratio=... [zero_shot_acc=...]`` (``tfidf_acc``
+from the baseline trained on the head's training reviews).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nsmc"
+
+
+def tfidf_accuracy(train_texts: list[str], train_labels: list[int], test_texts: list[str],
+                   test_labels: list[int]) -> float:
+    """Character 1-4-gram TF-IDF (within word boundaries) + logistic regression."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), min_df=2, sublinear_tf=True, max_features=300_000)
+    x = vec.fit_transform(train_texts)
+    clf = LogisticRegression(C=4.0, max_iter=2000).fit(x, train_labels)
+    return float((clf.predict(vec.transform(test_texts)) == test_labels).mean())
+
+
+def head_training_reviews(head: Path, texts: list[str], labels: list[int]) -> tuple[list[str], list[int]]:
+    """The reviews the head was trained on (its recorded subsample and validation split removed)."""
+    from kogpt2.finetune import split_indices
+
+    meta = json.loads((head / "kogpt2_finetune.json").read_text())
+    n = meta["examples"] + meta["val_examples"]
+    if n < len(texts):
+        keep = sorted(random.Random(meta["seed"]).sample(range(len(texts)), n))
+        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    tr, _ = split_indices(len(texts), 0.5, meta["val_examples"], meta["seed"])
+    return [texts[i] for i in tr], [labels[i] for i in tr]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--head", required=True, help="sentiment head from `kogpt2 finetune sentiment`")
+    ap.add_argument("--model", default=None, help="its base model (default: the head's recorded base)")
+    ap.add_argument("--train", default=str(SHARED / "ratings_train.txt"))
+    ap.add_argument("--test", default=str(SHARED / "ratings_test.txt"))
+    ap.add_argument("--max-test", type=int, default=None, help="score the first N test reviews (default: all)")
+    ap.add_argument("--full-baseline", action="store_true", help="also train the baseline on the whole train file")
+    ap.add_argument("--zero-shot", action="store_true", help="also score the zero-shot likelihood baseline")
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from kogpt2.sentiment import accuracy, load_classifier, load_zero_shot, read_nsmc
+
+    tr_texts, tr_labels, _ = read_nsmc(args.train)
+    te_texts, te_labels, report = read_nsmc(args.test)
+    te_texts, te_labels = te_texts[:args.max_test], te_labels[:args.max_test]
+    print(f"test: {len(te_texts)} reviews ({report})")
+
+    t = time.time()
+    acc = accuracy(load_classifier(args.head, args.model), te_texts, te_labels)
+    head_s = time.time() - t
+    sub_texts, sub_labels = head_training_reviews(Path(args.head), tr_texts, tr_labels)
+    t = time.time()
+    tfidf = tfidf_accuracy(sub_texts, sub_labels, te_texts, te_labels)
+    print(f"head ({args.head}):                        accuracy {acc:.4f}  ({head_s:.0f} s to classify)")
+    print(f"TF-IDF char 1-4 + LR, same {len(sub_texts)} reviews: accuracy {tfidf:.4f}  ({time.time() - t:.0f} s)"
+          f"  -> head / baseline = {acc / tfidf:.3f}")
+    if args.full_baseline:
+        t = time.time()
+        full = tfidf_accuracy(tr_texts, tr_labels, te_texts, te_labels)
+        print(f"TF-IDF char 1-4 + LR, all {len(tr_texts)} reviews: accuracy {full:.4f}  ({time.time() - t:.0f} s)"
+              f"  -> head / baseline = {acc / full:.3f}")
+    result = f"RESULT acc={acc:.4f} tfidf_acc={tfidf:.4f} ratio={acc / tfidf:.3f}"
+    if args.zero_shot:
+        zs = accuracy(load_zero_shot(args.model), te_texts, te_labels)
+        print(f"zero-shot likelihood baseline:            accuracy {zs:.4f}")
+        result += f" zero_shot_acc={zs:.4f}"
+    print("reference: SKT KoGPT2 v2 fine-tuned reports 0.891 on the full test set")
+    print(result)
+
+
+if __name__ == "__main__":
+    main()

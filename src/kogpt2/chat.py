@@ -1,0 +1,482 @@
+"""Korean chatbot: the KoGPT2 chat format, answer-only fine-tuning, and a multi-turn REPL.
+
+Format (compatible with the public KoGPT2 chatbot), one turn::
+
+    <usr>{question}<unused1>{label}<sys>{answer}</s>
+
+``label`` is the sentiment slot of ChatbotData.csv: 0 everyday, 1 breakup/negative,
+2 love/positive. The loss covers the answer tokens and the closing ``</s>`` only. At chat
+time earlier turns are kept as context, oldest dropped first to fit the model's window;
+answers stream through the shared sampler (``kogpt2.sampling``).
+
+    kogpt2 finetune chat --data ../shared/data/chat/ChatbotData.csv --model runs/mini --out runs/chat
+    kogpt2 chat --model runs/mini --adapter runs/chat --sentiment 2
+    printf '안녕\\n/sentiment 1\\n헤어졌어\\n' | kogpt2 chat --adapter runs/chat   # one answer per line
+    kogpt2 eval chat --data ../shared/data/chat/ChatbotData.csv --adapter runs/chat --samples 10
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from kogpt2.errors import KoGPT2Error
+from kogpt2.finetune import ReadReport
+
+USR, SENT, SYS, EOS = "<usr>", "<unused1>", "<sys>", "</s>"
+LABELS = ("0", "1", "2")
+LABEL_NAMES = {"0": "일상", "1": "이별(부정)", "2": "사랑(긍정)"}
+COLUMNS = ("Q", "A", "label")
+IGNORE = -100
+LN2 = math.log(2.0)
+# Tokens of the format that must never appear inside an answer.
+BANNED_IN_ANSWER = ("<usr>", "<sys>", "<unused1>", "<pad>", "<s>", "<unk>", "<mask>")
+CHAT_DEFAULTS = dict(max_new_tokens=64, top_p=0.9, temperature=0.8, repetition_penalty=1.3,
+                     no_repeat_ngram_size=3)
+"""Sampling that does not loop on a small model (the KoGPT2 examples use repetition_penalty 2.0)."""
+HELP = "명령: /reset (대화 초기화), /sentiment 0|1|2 (0 일상, 1 부정, 2 긍정), /quit (끝내기)"
+
+
+def bundled_chat_adapter_dir() -> Path:
+    """Where the chat adapter for the bundled model is shipped."""
+    from kogpt2.paths import PACKAGE_DIR
+
+    return PACKAGE_DIR / "models" / "kogpt2-mini-chat"
+
+
+# ----------------------------------------------------------------------------- format
+
+
+def check_label(label: int | str) -> str:
+    """The label as its one-character slot text; anything outside 0/1/2 is an error."""
+    s = str(label).strip()
+    if s not in LABELS:
+        raise KoGPT2Error(f"sentiment label {label!r} is not one of 0 (everyday), 1 (negative), 2 (positive)")
+    return s
+
+
+def format_prompt(question: str, label: int | str = 0) -> str:
+    """One user turn, ending where the model starts answering: ``<usr>q<unused1>l<sys>``."""
+    return f"{USR}{question}{SENT}{check_label(label)}{SYS}"
+
+
+def format_turn(question: str, answer: str, label: int | str = 0) -> str:
+    """A complete turn: ``<usr>q<unused1>l<sys>a</s>``."""
+    return f"{format_prompt(question, label)}{answer}{EOS}"
+
+
+def encode_pair(tokenizer, question: str, answer: str, label: int | str, max_len: int) -> tuple[list[int], list[int]]:
+    """Token ids of one turn and its targets: ``IGNORE`` on the prompt, the ids on answer + ``</s>``.
+
+    Prompt and answer are encoded separately so the boundary is exact. Turns longer than
+    ``max_len`` are cut at the end (the answer loses its tail and its ``</s>``).
+
+    Returns:
+        ``(input_ids, labels)``, the same length; labels are not shifted.
+    """
+    prompt = tokenizer(format_prompt(question, label), add_special_tokens=False)["input_ids"]
+    answer = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    ids = (prompt + answer)[:max_len]
+    labels = ([IGNORE] * len(prompt) + answer)[:max_len]
+    return ids, labels
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class ChatPair:
+    """One row of ChatbotData.csv."""
+
+    question: str
+    answer: str
+    label: str
+    line: int
+
+
+def read_chat_csv(path: str | Path) -> tuple[list[ChatPair], ReadReport]:
+    """Read a ``Q,A,label`` CSV (CRLF or LF). Bad rows are counted in the report, not kept.
+
+    Raises:
+        KoGPT2Error: the file is missing, lacks a column, or has no good row.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise KoGPT2Error(f"chat data not found: {p} (give a CSV with columns Q,A,label)")
+    report = ReadReport(str(p))
+    pairs: list[ChatPair] = []
+    with open(p, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        missing = [c for c in COLUMNS if c not in header]
+        if missing:
+            raise KoGPT2Error(f"{p} lacks column(s) {', '.join(missing)}; the header must name Q,A,label "
+                              f"(found {','.join(header) or 'nothing'})")
+        col = {c: header.index(c) for c in COLUMNS}
+        for row in reader:
+            report.rows += 1
+            line = reader.line_num
+            if len(row) < len(header):
+                report.add_bad("missing fields", line)
+                continue
+            q, a, label = (row[col[c]].strip() for c in COLUMNS)
+            if not q or not a:
+                report.add_bad("empty question or answer", line)
+            elif label not in LABELS:
+                report.add_bad("label outside 0/1/2", line)
+            else:
+                pairs.append(ChatPair(q, a, label, line))
+    report.kept = len(pairs)
+    if not pairs:
+        raise KoGPT2Error(f"no usable row in {p}: {report}")
+    return pairs, report
+
+
+def val_split(pairs: list[ChatPair], meta: dict) -> tuple[list[ChatPair], list[ChatPair]]:
+    """The (train, validation) pairs of a fine-tuning run, from the split recorded in ``meta``."""
+    from kogpt2.finetune import split_indices
+
+    if meta.get("max_examples") and meta["max_examples"] < len(pairs):
+        pairs = random.Random(meta["seed"]).sample(pairs, meta["max_examples"])
+    tr, va = split_indices(len(pairs), meta["val_fraction"], meta["max_val"], meta["seed"])
+    return [pairs[i] for i in tr], [pairs[i] for i in va]
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+def answer_nll(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Summed next-token NLL (nats) over answer targets, and their count.
+
+    ids, mask, labels: (B, T), right-padded; labels are ``IGNORE`` off the answer.
+    """
+    logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits  # (B, T, V)
+    targets = labels[:, 1:]
+    nll = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+                          ignore_index=IGNORE, reduction="sum")
+    return nll, int((targets != IGNORE).sum())
+
+
+def batch_of(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, ...]:
+    """(ids, mask, labels), each (B, T), right-padded."""
+    from kogpt2.finetune import pad_right
+
+    ids, mask = pad_right([e[0] for e in encoded], pad_id)
+    labels, _ = pad_right([e[1] for e in encoded], pad_id, fill=IGNORE)
+    return ids, mask, labels
+
+
+@torch.no_grad()
+def answer_bpc(model, tokenizer, pairs: list[ChatPair], max_len: int = 128, batch_size: int = 32,
+               dtype: str = "fp32") -> tuple[float, float]:
+    """``(mean NLL per answer token, answer bits per character)`` of ``pairs``.
+
+    Characters are those of the answers; the closing ``</s>`` is predicted but has none.
+    """
+    from kogpt2.finetune import autocast_ctx, iter_chunks
+
+    was = model.training
+    model.eval()
+    nll, n_tok = 0.0, 0
+    for chunk in iter_chunks(pairs, batch_size):
+        enc = [encode_pair(tokenizer, p.question, p.answer, p.label, max_len) for p in chunk]
+        ids, mask, labels = batch_of(enc, tokenizer.pad_token_id)
+        with autocast_ctx(dtype):
+            s, n = answer_nll(model, ids, mask, labels)
+        nll, n_tok = nll + float(s), n_tok + n
+    model.train(was)
+    chars = sum(len(p.answer) for p in pairs)
+    return nll / max(1, n_tok), nll / LN2 / max(1, chars)
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+
+def finetune_chat(cfg) -> dict:
+    """Fine-tune a base model on Q/A pairs (LoRA by default); returns a summary dict.
+
+    Args:
+        cfg: a ``kogpt2.finetune.FinetuneConfig``.
+    """
+    from kogpt2.finetune import (apply_lora, base_name, fit, length_batches, model_fingerprint, prepare_out,
+                                 resolve_base, save_lora, write_meta)
+    from kogpt2.model import load_model
+    from kogpt2.tokenizer import load_tokenizer
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    base = resolve_base(cfg.model)
+    pairs, report = read_chat_csv(cfg.data)
+    print(report)
+    out = prepare_out(cfg.out)
+    meta = dict(task="chat", mode="full" if cfg.full else "lora", base_model=base_name(base), data=str(cfg.data),
+                seed=cfg.seed, val_fraction=cfg.val_fraction, max_val=cfg.max_val, max_examples=cfg.max_examples,
+                max_len=cfg.max_len, format=f"{USR}{{Q}}{SENT}{{label}}{SYS}{{A}}{EOS}",
+                bad_rows=dict(report.bad))
+    train_pairs, val_pairs = val_split(pairs, meta)
+    torch.manual_seed(cfg.seed)
+    tokenizer = load_tokenizer(base)
+    lm = load_model(base)
+    meta["base_fingerprint"] = model_fingerprint(lm)
+    model = lm if cfg.full else apply_lora(lm, cfg)
+    encoded = [encode_pair(tokenizer, p.question, p.answer, p.label, cfg.max_len) for p in train_pairs]
+    meta["truncated"] = sum(1 for p, (ids, _) in zip(train_pairs, encoded) if ids[-1] != tokenizer.eos_token_id)
+    lengths = [len(e[0]) for e in encoded]
+    print(f"{len(train_pairs)} training pairs, {len(val_pairs)} validation pairs, "
+          f"{'full fine-tuning' if cfg.full else f'LoRA r={cfg.lora_r}'} of {base}")
+
+    def batches(epoch: int) -> list:
+        return length_batches(lengths, cfg.batch_size, random.Random(cfg.seed + epoch))
+
+    def loss_fn(m, idx: list[int]) -> tuple[torch.Tensor, int]:
+        ids, mask, labels = batch_of([encoded[i] for i in idx], tokenizer.pad_token_id)
+        nll, n = answer_nll(m, ids, mask, labels)
+        return nll / max(1, n), int(mask.sum())
+
+    def evaluate() -> dict:
+        loss, bpc = answer_bpc(model, tokenizer, val_pairs, cfg.max_len, dtype=cfg.dtype)
+        return {"val_loss": loss, "val_bpc": bpc}
+
+    def save() -> None:
+        if cfg.full:
+            _save_full_chat(lm, tokenizer, out)
+        else:
+            save_lora(model, out)
+        write_meta(out, meta)
+
+    result = fit(model, loss_fn, batches, evaluate, save, cfg, out)
+    meta.update(steps=result.steps, best_step=result.best_step, best_val_loss=round(result.best_val_loss, 5),
+                first_val_loss=round(result.first_val_loss, 5),
+                best_val_bpc=round(min(h["val_bpc"] for h in result.history), 5), elapsed_s=result.elapsed_s)
+    write_meta(out, meta)
+    print(f"validation answer loss {result.first_val_loss:.4f} -> {result.best_val_loss:.4f} nats/token "
+          f"(best at step {result.best_step} of {result.steps}); saved to {out}")
+    return meta
+
+
+def _save_full_chat(lm, tokenizer, out: Path) -> None:
+    from transformers import GenerationConfig
+
+    lm.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    GenerationConfig(do_sample=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                     pad_token_id=tokenizer.pad_token_id, **CHAT_DEFAULTS).save_pretrained(str(out))
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def load_chat_model(model: str | Path | None = None, adapter: str | Path | None = None) -> tuple[Any, Any]:
+    """``(causal LM, tokenizer)`` for chatting: a base model with a chat adapter merged in.
+
+    Args:
+        model: base model directory (None = the adapter's recorded base, else the bundled model);
+            or a full fine-tune directory when ``adapter`` is None.
+        adapter: a ``kogpt2 finetune chat`` output: LoRA adapter, or a full fine-tune directory.
+
+    Raises:
+        KoGPT2Error: the adapter is not a chat fine-tune, or was trained on another base model.
+    """
+    from kogpt2.finetune import adapter_base, check_base, quiet_transformers, read_meta
+    from kogpt2.model import load_model
+    from kogpt2.tokenizer import load_tokenizer
+
+    if adapter is None:
+        from kogpt2.finetune import resolve_base
+
+        base = resolve_base(model)
+        return load_model(base), load_tokenizer(base)
+    meta = read_meta(adapter, "chat")
+    if meta["mode"] == "full":
+        if model is not None:
+            raise KoGPT2Error(f"{adapter} is a fully fine-tuned model; give it as --model alone, without --adapter")
+        return load_model(adapter), load_tokenizer(adapter)
+    base = adapter_base(meta, model)
+    lm = load_model(base)
+    check_base(meta, lm, adapter, base)
+    from peft import PeftModel
+
+    with quiet_transformers():
+        merged = PeftModel.from_pretrained(lm, str(adapter)).merge_and_unload()
+    return merged.eval(), load_tokenizer(base)
+
+
+# ----------------------------------------------------------------------------- the chat session
+
+
+def _ban_format_tokens(tokenizer) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """A logits processor that keeps format tokens (``<usr>``, ``<sys>``...) out of answers."""
+    vocab = tokenizer.get_vocab()
+    ids = [vocab[t] for t in BANNED_IN_ANSWER if t in vocab]
+
+    def ban(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores[:, ids] = -math.inf
+        return scores
+
+    return ban
+
+
+class ChatSession:
+    """A conversation: earlier turns, the sentiment label, and streamed answers.
+
+    Args:
+        model: a loaded causal LM (e.g. from :func:`load_chat_model`).
+        tokenizer: its tokenizer.
+        label: sentiment slot for the user's turns (0 everyday, 1 negative, 2 positive).
+        **sampling: ``kogpt2.sampling.SamplingConfig`` fields over :data:`CHAT_DEFAULTS`.
+    """
+
+    def __init__(self, model, tokenizer, label: int | str = 0, **sampling: Any):
+        from kogpt2.sampling import SamplingConfig
+
+        self.model, self.tokenizer = model, tokenizer
+        self.label = check_label(label)
+        self.config = SamplingConfig().replace(**{**CHAT_DEFAULTS, **sampling})
+        self.context = int(getattr(model.config, "n_positions", None) or model.config.max_position_embeddings)
+        if self.config.max_new_tokens >= self.context:
+            raise KoGPT2Error(f"--max-new-tokens {self.config.max_new_tokens} leaves no room for the question in "
+                              f"the model's {self.context}-token context")
+        self.history: list[tuple[str, str, str]] = []  # (question, answer, label)
+        self.processors = [_ban_format_tokens(tokenizer)]
+
+    def reset(self) -> None:
+        """Forget earlier turns."""
+        self.history.clear()
+
+    def set_label(self, label: int | str) -> None:
+        self.label = check_label(label)
+
+    def _n_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt(self, question: str) -> str:
+        """The model input for ``question``: the newest earlier turns that fit, then the question.
+
+        Raises:
+            KoGPT2Error: the question alone does not fit the context.
+        """
+        budget = self.context - self.config.max_new_tokens
+        current = format_prompt(question, self.label)
+        used = self._n_tokens(current)
+        if used > budget:
+            raise KoGPT2Error(f"the question is {used} tokens; at most {budget} fit with "
+                              f"max_new_tokens={self.config.max_new_tokens}. Ask something shorter.")
+        kept: list[str] = []
+        for q, a, l in reversed(self.history):
+            turn = format_turn(q, a, l)
+            used += self._n_tokens(turn)
+            if used > budget:
+                break
+            kept.append(turn)
+        return "".join(reversed(kept)) + current
+
+    def reply(self, question: str) -> Iterator[str]:
+        """Stream the answer to ``question``; the turn joins the history when the answer ends."""
+        from kogpt2.sampling import stream
+
+        question = question.strip()
+        if not question:
+            raise KoGPT2Error("empty question: type something to say (" + HELP + ")")
+        prompt = self.prompt(question)
+        answer = []
+        for chunk in stream(prompt, model=self.model, tokenizer=self.tokenizer, config=self.config,
+                            logits_processors=self.processors):
+            answer.append(chunk)
+            yield chunk
+        self.history.append((question, "".join(answer).strip(), self.label))
+
+
+def run_repl(session: ChatSession, lines: Iterable[str], write: Callable[[str], None], interactive: bool,
+             err: Callable[[str], None] | None = None) -> int:
+    """Drive a session from input lines: questions, ``/reset``, ``/sentiment N``, ``/quit``.
+
+    Interactive mode prints a banner, prompts and notices. Batch mode prints exactly one
+    line per question (newlines inside an answer become spaces) and nothing else; hints go
+    to ``err`` (stderr).
+
+    Returns:
+        the exit status (0).
+    """
+    err = err or (lambda s: print(s, file=sys.stderr, flush=True))
+    notice = write if interactive else err
+    if interactive:
+        write(f"KoGPT2 챗봇 — 감정 {session.label} ({LABEL_NAMES[session.label]}). {HELP}\n나> ")
+    for raw in lines:
+        line = raw.strip()
+        if line in ("/quit", "/exit"):
+            break
+        try:
+            if line == "/reset":
+                session.reset()
+                notice("(대화를 초기화했습니다)\n")
+            elif line.startswith("/sentiment"):
+                session.set_label(line[len("/sentiment"):].strip())
+                notice(f"(감정 {session.label}: {LABEL_NAMES[session.label]})\n")
+            elif line.startswith("/"):
+                notice(f"알 수 없는 명령 {line.split()[0]}. {HELP}\n")
+            elif not line:
+                notice("(질문을 입력하세요. " + HELP + ")\n")
+            else:
+                if interactive:
+                    write("봇> ")
+                for chunk in session.reply(line):
+                    write(chunk if interactive else chunk.replace("\r", " ").replace("\n", " "))
+                write("\n")
+        except KoGPT2Error as e:
+            notice(f"({e})\n")
+        if interactive:
+            write("나> ")
+    if interactive:
+        write("\n")
+    return 0
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def evaluate_chat(data: str | Path, model: str | Path | None = None, adapter: str | Path | None = None,
+                  max_pairs: int | None = None, samples: int = 0, seed: int = 0) -> dict:
+    """Answer bits/char on validation pairs for the base model and, with ``adapter``, the fine-tuned one.
+
+    The validation pairs are those the adapter's run held out (its recorded split), or a
+    default 5% split without an adapter.
+
+    Returns:
+        ``{"pairs": n, "base_bpc": x, "finetuned_bpc": y or None, "samples": [(q, label, ref, answer)]}``.
+    """
+    from kogpt2.finetune import FinetuneConfig, adapter_base, read_meta, resolve_base
+    from kogpt2.model import load_model
+    from kogpt2.tokenizer import load_tokenizer
+
+    pairs, report = read_chat_csv(data)
+    print(report)
+    if adapter is not None:
+        meta = read_meta(adapter, "chat")
+        base = resolve_base(model) if meta["mode"] == "full" and model else adapter_base(meta, model)
+    else:
+        d = FinetuneConfig(data=str(data), out="-")
+        meta = dict(seed=d.seed, val_fraction=d.val_fraction, max_val=d.max_val, max_examples=None, max_len=128)
+        base = resolve_base(model)
+    _, val = val_split(pairs, meta)
+    val = val[:max_pairs] if max_pairs else val
+    max_len = max(meta.get("max_len", 128), 128)
+    base_bpc = answer_bpc(load_model(base), load_tokenizer(base), val, max_len)[1]
+    result = {"pairs": len(val), "base": str(base), "base_bpc": base_bpc, "finetuned_bpc": None, "samples": []}
+    if adapter is not None:
+        lm, tok = load_chat_model(None if meta["mode"] == "full" else base, adapter)
+        result["finetuned_bpc"] = answer_bpc(lm, tok, val, max_len)[1]
+        if samples:
+            session = ChatSession(lm, tok, seed=seed)
+            for p in random.Random(seed).sample(val, min(samples, len(val))):
+                session.reset()
+                session.set_label(p.label)
+                result["samples"].append((p.question, p.label, p.answer, "".join(session.reply(p.question))))
+    return result

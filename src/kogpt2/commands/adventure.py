@@ -1,0 +1,69 @@
+"""``kogpt2 adventure``: play a Korean text adventure written by the model, steered by PPLM.
+
+Examples::
+
+    kogpt2 adventure --model runs/mini                        # new fantasy game, interactive
+    kogpt2 adventure --genre horror --protagonist 서연 --goal "해가 뜰 때까지 살아남는 것"
+    kogpt2 adventure --load adventure_save.json
+    printf '1\n3\n문을 열어 본다\nsave g.json\nquit\n' | kogpt2 adventure --model runs/mini --seed 1
+
+Commands in the game: a menu number, free text, ``story``, ``undo``, ``retry``, ``save [FILE]``,
+``load [FILE]``, ``help``, ``quit``. With stdin not a terminal, commands are read one per line
+(scripted mode) and a plain transcript is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from kogpt2.commands.pplm import PPLM_FLAGS, add_pplm_arguments, add_sampling_arguments
+from kogpt2.errors import KoGPT2Error
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``adventure`` arguments."""
+    parser.add_argument("--genre", default="fantasy", help="fantasy (default), horror, sci-fi or mystery")
+    parser.add_argument("--protagonist", metavar="NAME", help="the hero's name (default: drawn from the genre)")
+    parser.add_argument("--goal", metavar="TEXT", help="the hero's goal, e.g. \"용을 물리치는 것\"")
+    parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-mini)")
+    parser.add_argument("--load", metavar="FILE", help="continue a saved game (its settings are used)")
+    parser.add_argument("--no-pplm", action="store_true", help="do not steer the story toward the genre")
+    add_sampling_arguments(parser, max_new_tokens=60)
+    add_pplm_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _settings(args: argparse.Namespace):
+    from kogpt2.adventure import Settings
+    from kogpt2.commands.pplm import pplm_config, sampling_overrides
+
+    sampling = sampling_overrides(args)
+    max_new = sampling.pop("max_new_tokens")
+    pplm_config(args)  # validates
+    pplm = {n: getattr(args, n) for n in PPLM_FLAGS if getattr(args, n) is not None}
+    if args.decay:
+        pplm["decay"] = True
+    if args.no_pplm and pplm:
+        raise KoGPT2Error("--no-pplm conflicts with PPLM strength options; drop one of them")
+    return Settings(model=args.model, use_pplm=not args.no_pplm, max_new_tokens=max_new, sampling=sampling,
+                    pplm=pplm, seed=args.seed if args.seed is not None else 0)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start or load a game and play it; returns the exit status."""
+    from kogpt2.commands.generate import _quiet_libraries
+
+    _quiet_libraries()
+    from kogpt2.adventure import Adventure, GameState, genre_names
+    from kogpt2.adventure_ui import play
+
+    if args.load:
+        given = [f for f in ("protagonist", "goal", "model") if getattr(args, f)]
+        if given:
+            raise KoGPT2Error(f"--load restores a saved game with its own settings; drop --{', --'.join(given)}")
+        game = Adventure(GameState.load(args.load))
+    else:
+        if args.genre not in genre_names():
+            raise KoGPT2Error(f"unknown genre {args.genre!r}; choose one of: {', '.join(genre_names())}")
+        game = Adventure.new(args.genre, args.protagonist, args.goal, _settings(args))
+    return play(game)

@@ -1,0 +1,74 @@
+"""``kogpt2 chat``: talk with a fine-tuned KoGPT2 chatbot.
+
+Examples::
+
+    kogpt2 chat                                        # bundled model + bundled chat adapter
+    kogpt2 chat --model runs/mini --adapter runs/chat --sentiment 2
+    printf '안녕하세요\\n요즘 너무 힘들어\\n' | kogpt2 chat --adapter runs/chat   # one answer per line
+
+In the REPL: ``/reset`` forgets the conversation, ``/sentiment 0|1|2`` sets the sentiment
+slot (0 everyday, 1 negative, 2 positive), ``/quit`` ends. When stdin is not a terminal
+(or with ``--batch``) each input line is a question and each output line its answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kogpt2.errors import KoGPT2Error
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None,
+                        help="base model directory, or a fully fine-tuned chat model (default: bundled kogpt2-mini)")
+    parser.add_argument("--adapter", default=None,
+                        help="chat adapter from `kogpt2 finetune chat` (default: the bundled one, with the "
+                             "bundled model)")
+    parser.add_argument("--no-adapter", action="store_true", help="chat with the base model as it is")
+    parser.add_argument("--sentiment", type=int, default=0, choices=[0, 1, 2],
+                        help="sentiment slot: 0 everyday (default), 1 negative, 2 positive")
+    parser.add_argument("--batch", action="store_true", help="one question per stdin line, one answer per line")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="answer tokens at most (default 64)")
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 0.8)")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus mass (default 0.9)")
+    parser.add_argument("--repetition-penalty", type=float, default=None, help="default 1.3")
+    parser.add_argument("--no-repeat-ngram-size", type=int, default=None, help="default 3")
+    parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible answers")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from kogpt2.chat import ChatSession, bundled_chat_adapter_dir, load_chat_model, run_repl
+
+    if args.no_adapter and args.adapter:
+        raise KoGPT2Error("--adapter and --no-adapter conflict; give one")
+    adapter = args.adapter
+    if adapter is None and not args.no_adapter and args.model is None:
+        default = bundled_chat_adapter_dir()
+        adapter = default if (default / "kogpt2_finetune.json").is_file() else None
+    model, tokenizer = load_chat_model(args.model, adapter)
+    names = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "no_repeat_ngram_size", "seed")
+    sampling = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    session = ChatSession(model, tokenizer, label=args.sentiment, **sampling)
+    interactive = sys.stdin.isatty() and not args.batch
+
+    def write(s: str) -> None:
+        sys.stdout.write(s)
+        sys.stdout.flush()
+
+    lines = _interactive_lines() if interactive else sys.stdin
+    return run_repl(session, lines, write, interactive)
+
+
+def _interactive_lines():
+    """Lines typed at the terminal (Ctrl-D ends)."""
+    try:
+        import readline  # noqa: F401  line editing and history for input()
+    except ImportError:
+        pass
+    while True:
+        try:
+            yield input()
+        except EOFError:
+            return

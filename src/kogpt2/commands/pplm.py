@@ -1,0 +1,216 @@
+"""``kogpt2 pplm``: steered generation (bag of words or discriminator), and ``train-discrim``.
+
+Examples::
+
+    kogpt2 pplm "오늘 아침에" --bow 공포 --model runs/mini --samples 3 --seed 1
+    kogpt2 pplm "오늘 아침에" --bow-file my_words.txt --model runs/mini
+    kogpt2 pplm --prompts prompts.txt --discrim runs/discrim --class positive --model runs/mini --jsonl
+    kogpt2 pplm train-discrim --data ../shared/data/nsmc/ratings_train.txt --out runs/discrim --model runs/mini
+
+Each sample prints the unsteered and the steered continuation of the same seed (steered text
+streams as it is generated). ``--jsonl`` prints instead one object per sample:
+``{"prompt": ..., "unsteered": ..., "steered": ...}`` (continuations without the prompt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+from kogpt2.errors import KoGPT2Error
+
+SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "no_repeat_ngram_size")
+PPLM_FLAGS = ("stepsize", "num_iterations", "window_length", "horizon_length", "gamma", "kl_scale",
+              "gm_scale", "grad_length")
+# NOTE: the PPLM paper's discriminator examples use a larger step and gamma 1 (reference README).
+DISCRIM_DEFAULTS = {"stepsize": 0.04, "gamma": 1.0, "num_iterations": 5}
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser, max_new_tokens: int = 60) -> None:
+    """Sampling flags shared by ``pplm`` and ``adventure``."""
+    g = parser.add_argument_group("sampling")
+    g.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help=f"tokens per continuation "
+                   f"(default {max_new_tokens})")
+    g.add_argument("--temperature", type=float, help="sampling temperature, > 0")
+    g.add_argument("--top-k", type=int, help="sample among the k most likely tokens (default 10, as PPLM)")
+    g.add_argument("--top-p", type=float, help="nucleus sampling mass in (0, 1]")
+    g.add_argument("--min-p", type=float, help="drop tokens below min-p times the most likely")
+    g.add_argument("--repetition-penalty", type=float, help="penalty on repeated tokens (default 1.2)")
+    g.add_argument("--no-repeat-ngram-size", type=int, help="never repeat an n-gram of this size")
+    g.add_argument("--seed", type=int, help="random seed (sample j uses seed + j)")
+
+
+def add_pplm_arguments(parser: argparse.ArgumentParser) -> None:
+    """PPLM strength flags (defaults: ``kogpt2.pplm.PPLMConfig``)."""
+    g = parser.add_argument_group("PPLM strength")
+    g.add_argument("--stepsize", type=float, help="gradient step on the past (default 0.03; discrim 0.04)")
+    g.add_argument("--num-iterations", type=int, help="gradient steps per token (default 3; discrim 5)")
+    g.add_argument("--window-length", type=int, help="perturb only the last N positions, 0 = all (default 5)")
+    g.add_argument("--horizon-length", type=int, help="discriminator look-ahead steps (default 1)")
+    g.add_argument("--decay", action="store_true", help="decay the perturbation over the window")
+    g.add_argument("--gamma", type=float, help="gradient normalisation exponent (default 1.5; discrim 1.0)")
+    g.add_argument("--kl-scale", type=float, help="weight of the KL term to the unsteered model (default 0.01)")
+    g.add_argument("--gm-scale", type=float, help="weight of the steered distribution in the fusion (default 0.95)")
+    g.add_argument("--grad-length", type=int, help="stop perturbing after N tokens (default 10000)")
+
+
+def sampling_overrides(args: argparse.Namespace) -> dict:
+    """SamplingConfig fields from the flags (PPLM-style defaults: top-k 10, repetition penalty 1.2)."""
+    out = {"max_new_tokens": args.max_new_tokens, "top_k": 10, "repetition_penalty": 1.2}
+    out.update({n: getattr(args, n) for n in SAMPLING_FLAGS if getattr(args, n) is not None})
+    return out
+
+
+def pplm_config(args: argparse.Namespace, discrim: bool = False):
+    """A ``PPLMConfig`` from the flags."""
+    from kogpt2.pplm import PPLMConfig
+
+    values = dict(DISCRIM_DEFAULTS) if discrim else {}
+    values.update({n: getattr(args, n) for n in PPLM_FLAGS if getattr(args, n) is not None})
+    return PPLMConfig(decay=bool(args.decay), **values)
+
+
+# ---------------------------------------------------------------------------- parser
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``pplm`` arguments; ``kogpt2 pplm train-discrim ...`` has its own parser."""
+    parser.description = (parser.description or "") + (
+        ". Train a discriminator first with: kogpt2 pplm train-discrim --data FILE --out DIR "
+        "(see `kogpt2 pplm train-discrim --help`)")
+    parser.add_argument("prompt", nargs="?", help="prompt text")
+    parser.add_argument("--prompts", metavar="FILE", help="one prompt per line (instead of PROMPT)")
+    parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-mini)")
+    a = parser.add_argument_group("attribute (exactly one)")
+    a.add_argument("--bow", metavar="NAME", help="a shipped bag of words: 판타지 공포 과학 군사 정치 종교 우주 기술 로맨스 음식")
+    a.add_argument("--bow-file", metavar="FILE", help="your own word list, one word per line")
+    a.add_argument("--discrim", metavar="DIR", help="a discriminator written by `kogpt2 pplm train-discrim`")
+    a.add_argument("--class", dest="label", metavar="LABEL", help="the discriminator's class to steer to "
+                   "(positive / negative)")
+    parser.add_argument("--samples", type=int, default=1, help="samples per prompt (default 1)")
+    parser.add_argument("--jsonl", action="store_true", help="one JSON object per sample instead of text")
+    add_sampling_arguments(parser)
+    add_pplm_arguments(parser)
+    parser.set_defaults(func=run)
+
+    train = argparse.ArgumentParser(prog="kogpt2 pplm train-discrim",
+                                    description="train the PPLM discriminator (linear head on the mean hidden "
+                                                "state) on NSMC-style data")
+    configure_train(train)
+    plain = parser.parse_known_args
+
+    # NOTE: argparse cannot mix a free-text PROMPT with sub-commands, so the word
+    # `train-discrim` in first place selects the training parser.
+    def parse_known_args(args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        if args and args[0] == "train-discrim":
+            return train.parse_known_args(args[1:], namespace)
+        return plain(args, namespace)
+
+    parser.parse_known_args = parse_known_args
+
+
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``kogpt2 pplm train-discrim``."""
+    parser.add_argument("--data", required=True, metavar="FILE",
+                        help="id<TAB>document<TAB>label file with a header (NSMC ratings_train.txt)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="directory to write the discriminator to")
+    parser.add_argument("--model", metavar="DIR", help="the LM to steer later (default: the bundled kogpt2-mini)")
+    parser.add_argument("--max-examples", type=int, default=10000, help="balanced sample size (default 10000)")
+    parser.add_argument("--valid-fraction", type=float, default=0.1, help="held-out share (default 0.1)")
+    parser.add_argument("--epochs", type=int, default=300, help="full-batch Adam steps on the head (default 300)")
+    parser.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling and initialisation seed")
+    parser.set_defaults(func=run_train)
+
+
+# ---------------------------------------------------------------------------- running
+
+def _prompts(args: argparse.Namespace) -> list[str]:
+    if (args.prompt is None) == (args.prompts is None):
+        raise KoGPT2Error("give a PROMPT or --prompts FILE (exactly one)")
+    if args.prompt is not None:
+        return [args.prompt]
+    f = Path(args.prompts)
+    if not f.is_file():
+        raise KoGPT2Error(f"--prompts file not found: {f}")
+    lines = [l for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
+    if not lines:
+        raise KoGPT2Error(f"--prompts file {f} holds no prompt")
+    return lines
+
+
+def _attribute(args: argparse.Namespace, tokenizer):
+    """The attribute model chosen by exactly one of --bow / --bow-file / --discrim."""
+    from kogpt2 import pplm
+
+    given = [n for n in ("bow", "bow_file", "discrim") if getattr(args, n)]
+    if len(given) != 1:
+        raise KoGPT2Error("choose exactly one attribute: --bow NAME, --bow-file FILE or --discrim DIR --class LABEL")
+    if args.discrim:
+        if not args.label:
+            raise KoGPT2Error("--discrim needs --class LABEL (e.g. --class positive)")
+        return pplm.load_discriminator(args.discrim, args.label)
+    if args.label:
+        raise KoGPT2Error("--class only applies with --discrim")
+    if args.bow_file:
+        if not Path(args.bow_file).is_file():
+            raise KoGPT2Error(f"--bow-file not found: {args.bow_file}")
+        return pplm.load_bow(args.bow_file, tokenizer)
+    return pplm.load_bow(args.bow, tokenizer)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print unsteered and steered continuations; returns the exit status."""
+    from kogpt2.commands.generate import _quiet_libraries
+
+    _quiet_libraries()
+    from kogpt2 import pplm, sampling
+
+    prompts = _prompts(args)
+    if args.samples < 1:
+        raise KoGPT2Error(f"--samples must be >= 1, got {args.samples}")
+    cfg = sampling.SamplingConfig(**sampling_overrides(args))
+    decoder, tok = sampling.load(args.model)
+    attribute = _attribute(args, tok)
+    steering, _ = pplm.steering_decoder(decoder.model, attribute, pplm_config(args, bool(args.discrim)), tok)
+    base_seed = args.seed if args.seed is not None else random.randrange(2**31)
+    out = sys.stdout
+    for i, prompt in enumerate(prompts):
+        for j in range(args.samples):
+            c = cfg.replace(seed=base_seed + j)
+            if args.jsonl:
+                plain = sampling.generate(prompt, model=decoder, tokenizer=tok, config=c)
+                steered = sampling.generate(prompt, model=steering, tokenizer=tok, config=c)
+                out.write(json.dumps({"prompt": prompt, "unsteered": plain, "steered": steered},
+                                     ensure_ascii=False) + "\n")
+                out.flush()
+                continue
+            plain = sampling.generate(prompt, model=decoder, tokenizer=tok, config=c)
+            out.write(("\n" if i or j else "") + f"= unsteered (seed {c.seed}) =\n{prompt}{plain}\n"
+                      f"= steered =\n{prompt}")
+            out.flush()
+            for chunk in sampling.stream(prompt, model=steering, tokenizer=tok, config=c):
+                out.write(chunk)
+                out.flush()
+            out.write("\n")
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train and save a discriminator; prints its accuracy."""
+    from kogpt2.commands.generate import _quiet_libraries
+
+    _quiet_libraries()
+    from kogpt2.pplm_discrim import read_labelled, train_discriminator
+
+    if args.max_examples < 2:
+        raise KoGPT2Error(f"--max-examples must be >= 2, got {args.max_examples}")
+    rows = read_labelled(args.data)
+    r = train_discriminator(rows, args.out, args.model, max_examples=args.max_examples,
+                            valid_fraction=args.valid_fraction, epochs=args.epochs, lr=args.lr, seed=args.seed)
+    print(f"discriminator saved to {args.out}: {r.train_examples} training / {r.valid_examples} held-out "
+          f"examples, accuracy {r.train_accuracy:.3f} train / {r.valid_accuracy:.3f} held out")
+    return 0

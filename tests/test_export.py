@@ -1,0 +1,104 @@
+"""ONNX export with past key/values, the ONNX Runtime backend, and its parity with torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from kogpt2.errors import KoGPT2Error  # noqa: E402
+from kogpt2.export import export_onnx, io_names  # noqa: E402
+from kogpt2.sampling import decode_rows, encode_prompt, load, SamplingConfig  # noqa: E402
+
+PROMPTS = ["나는 어두운 숲 속을", "오늘", "하늘이 맑고 바람이 분다. 그래서 우리는 걸었다"]
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    return export_onnx(tiny_model_dir, tmp_path_factory.mktemp("onnx"), int8=True)
+
+
+def greedy_ids(model, backend: str, dtype: str, n: int = 24) -> list[list[int]]:
+    dec, tok = load(model, None, backend, dtype)
+    ids = [encode_prompt(tok, p, dec.context, n) for p in PROMPTS]
+    rows: list = []
+    cfg = SamplingConfig(max_new_tokens=n, do_sample=False)
+    for _ in decode_rows(dec, tok, ids, [cfg] * len(ids), rows_out=rows, stream_text=False):
+        pass
+    return [r.gen for r in rows]
+
+
+@pytest.mark.slow
+def test_export_writes_a_standalone_graph_with_past(onnx_dir, tiny_model_dir):
+    import onnx
+    import onnxruntime as ort
+    from transformers import AutoModelForCausalLM
+
+    for f in ("model.onnx", "model_int8.onnx", "config.json", "tokenizer.json", "generation_config.json"):
+        assert (onnx_dir / f).is_file(), f
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    L, H, D = model.config.n_layer, model.config.n_head, model.config.n_embd // model.config.n_head
+    graph = onnx.load(str(onnx_dir / "model.onnx")).graph
+    inputs, outputs = io_names(L)
+    assert [i.name for i in graph.input] == inputs and [o.name for o in graph.output] == outputs
+
+    # Plain ONNX Runtime, no kogpt2 code: prefill 5 tokens, then one step with the cache.
+    sess = ort.InferenceSession(str(onnx_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    ids = np.array([[10, 11, 12, 13, 14]], dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones((1, 5), np.int64),
+            "position_ids": np.arange(5, dtype=np.int64)[None]}
+    feed.update({n: np.zeros((1, H, 0, D), np.float32) for n in inputs[3:]})
+    logits, *present = sess.run(None, feed)
+    assert present[0].shape == (1, H, 5, D)
+    step = {"input_ids": np.array([[15]]), "attention_mask": np.ones((1, 6), np.int64),
+            "position_ids": np.array([[5]]), **dict(zip(inputs[3:], present))}
+    logits2, *_ = sess.run(None, step)
+    with torch.no_grad():
+        ref = model(torch.tensor([[10, 11, 12, 13, 14, 15]])).logits
+    torch.testing.assert_close(torch.from_numpy(logits), ref[:, :5], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(torch.from_numpy(logits2), ref[:, 5:], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_onnx_fp32_greedy_equals_torch_and_int8_agreement(onnx_dir, tiny_model_dir):
+    torch_ids = greedy_ids(tiny_model_dir, "torch", "fp32")
+    assert greedy_ids(onnx_dir, "onnx", "fp32") == torch_ids  # left-padded batch, token for token
+    int8 = greedy_ids(onnx_dir, "onnx", "int8")
+    pairs = [(a, b) for r, s in zip(torch_ids, int8) for a, b in zip(r, s)]
+    share = sum(a == b for a, b in pairs) / len(pairs)
+    print(f"\nONNX int8 vs torch fp32 greedy: {share:.1%} identical tokens ({len(pairs)} compared)")
+    assert 0.0 <= share <= 1.0 and len(int8) == len(PROMPTS)
+
+
+@pytest.mark.slow
+def test_cli_export_then_generate_with_onnx(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    from kogpt2.cli import main
+
+    out = tmp_path / "exported"
+    assert main(["export", "onnx", str(tiny_model_dir), str(out)]) == 0
+    assert "model.onnx" in capsys.readouterr().out
+    argv = ["generate", "나는", "--greedy", "--max-new-tokens", "8", "--backend", "onnx"]
+    assert main([*argv, "--model", str(out)]) == 0
+    via_export = capsys.readouterr().out
+    monkeypatch.setenv("KOGPT2_CACHE", str(tmp_path / "cache"))
+    assert main([*argv, "--model", str(tiny_model_dir)]) == 0  # auto-export into the cache
+    assert capsys.readouterr().out == via_export
+    assert list((tmp_path / "cache" / "onnx").glob("*/model.onnx"))
+
+
+def test_export_and_onnx_backend_errors(tmp_path, tiny_model_dir):
+    from transformers import GPTNeoConfig, GPTNeoForCausalLM
+
+    neo = tmp_path / "neo"
+    GPTNeoForCausalLM(GPTNeoConfig(vocab_size=64, max_position_embeddings=32, hidden_size=16, num_layers=2,
+                                   num_heads=2, attention_types=[[["global", "local"], 1]])).save_pretrained(neo)
+    with pytest.raises(KoGPT2Error, match="GPT-2"):
+        export_onnx(neo, tmp_path / "out")
+    with pytest.raises(KoGPT2Error, match="bf16"):
+        load(tiny_model_dir, None, "onnx", "bf16")
+    with pytest.raises(KoGPT2Error, match="neither"):
+        load(tmp_path, None, "onnx", "fp32")
