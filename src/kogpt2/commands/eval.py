@@ -75,7 +75,7 @@ def run_chat(args: argparse.Namespace) -> int:
     else:
         print()
     for q, label, ref, answer in r["samples"]:
-        print(f"Q [{label}] {q}\n  reference: {ref}\n  model:     {answer}")
+        print(f"Q [{label}] {q}\n  reference: {ref}\n  model:     {' '.join(answer.split())}")
     return 0
 
 
