@@ -428,8 +428,8 @@ class _Call:
 def load_sentiment(path: str | Path) -> Classifier:
     """A ``/api/classify`` backend from a sentiment head directory (``kogpt2.sentiment``).
 
-    NOTE: written before ``kogpt2.sentiment`` landed; it expects ``load_classifier(path)`` returning
-    a callable or an object with ``classify(texts)``, giving one ``{"label", "score"}`` dict per text.
+    ``kogpt2.sentiment.load_classifier(path).classify(texts)`` gives ``(label, probability)`` per
+    text; the API returns ``{"label", "score"}`` objects.
     """
     try:
         from kogpt2 import sentiment
@@ -443,6 +443,7 @@ def load_sentiment(path: str | Path) -> Classifier:
 
     def classify(texts: list[str]) -> list[dict]:
         out = predict(texts)
-        return [r if isinstance(r, dict) else {"label": str(r)} for r in out]
+        return [r if isinstance(r, dict) else {"label": r[0], "score": float(r[1])} if isinstance(r, (tuple, list))
+                else {"label": str(r)} for r in out]
 
     return classify

@@ -3,15 +3,14 @@
 Format of the KoGPT2 chatbot: ``<usr>`` question ``<unused1>`` label ``<sys>`` answer ``</s>``
 per turn; the prompt ends after the last user turn's ``<sys>`` so the model writes the answer.
 
-NOTE: a private renderer until ``kogpt2.chat`` exposes its format builder; then this module
-should call it so the server and ``kogpt2 chat`` cannot drift apart.
+The turn format comes from ``kogpt2.chat`` so the server and ``kogpt2 chat`` cannot drift apart.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-USR, SENT, SYS, EOS = "<usr>", "<unused1>", "<sys>", "</s>"
+from kogpt2.chat import EOS, SYS, format_prompt
 
 
 def render_chat(messages: Sequence[tuple[str, str]], label: str = "0") -> str:
@@ -30,7 +29,7 @@ def render_chat(messages: Sequence[tuple[str, str]], label: str = "0") -> str:
         if role in ("system", "developer"):
             parts.append(content)
         elif role == "user":
-            parts.append(f"{USR}{content}{SENT}{label}{SYS}")
+            parts.append(format_prompt(content, label))
         elif parts and parts[-1].endswith(SYS):
             parts[-1] += f"{content}{EOS}"
         else:  # an assistant turn with no question before it
