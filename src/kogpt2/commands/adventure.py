@@ -51,9 +51,9 @@ def _settings(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Start or load a game and play it; returns the exit status."""
-    from kogpt2.commands.generate import _quiet_libraries
+    from kogpt2.commands.generate import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     from kogpt2.adventure import Adventure, GameState, genre_names
     from kogpt2.adventure_ui import play
 

@@ -60,7 +60,8 @@ def _overrides(args: argparse.Namespace) -> dict:
     return out
 
 
-def _prompts(args: argparse.Namespace) -> list[str]:
+def read_prompts(args: argparse.Namespace) -> list[str]:
+    """The prompts of a generate-like command: one PROMPT or the lines of --prompts FILE."""
     if (args.prompt is None) == (args.prompts is None):
         raise KoGPT2Error("give a PROMPT or --prompts FILE (exactly one)")
     if args.prompt is not None:
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_choice(args.backend, BACKENDS, "backend")
     check_choice(args.dtype, DTYPES, "dtype")
-    prompts = _prompts(args)
+    prompts = read_prompts(args)
     from kogpt2.paths import bundled_model_dir
 
     cfg = sampling.config_from_model_dir(args.model or bundled_model_dir(), **_overrides(args))
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if printed:
         out.write(prompts[0])  # NOTE: shown while the model loads (imports take most of startup)
         out.flush()
-    _quiet_libraries()
+    quiet_libraries()
     decoder, tok = sampling.load(args.model, None, args.backend, args.dtype)
     if whole:
         texts = sampling.generate(prompts, model=decoder, tokenizer=tok, config=cfg)
@@ -136,7 +137,7 @@ def _precheck(model: str | None, backend: str, max_new_tokens: int) -> bool:
     return True
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """No loading progress bars from transformers; warnings on one line."""
     import warnings
 

@@ -128,20 +128,6 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------------------- running
 
-def _prompts(args: argparse.Namespace) -> list[str]:
-    if (args.prompt is None) == (args.prompts is None):
-        raise KoGPT2Error("give a PROMPT or --prompts FILE (exactly one)")
-    if args.prompt is not None:
-        return [args.prompt]
-    f = Path(args.prompts)
-    if not f.is_file():
-        raise KoGPT2Error(f"--prompts file not found: {f}")
-    lines = [l for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
-    if not lines:
-        raise KoGPT2Error(f"--prompts file {f} holds no prompt")
-    return lines
-
-
 def _attribute(args: argparse.Namespace, tokenizer):
     """The attribute model chosen by exactly one of --bow / --bow-file / --discrim."""
     from kogpt2 import pplm
@@ -164,12 +150,12 @@ def _attribute(args: argparse.Namespace, tokenizer):
 
 def run(args: argparse.Namespace) -> int:
     """Print unsteered and steered continuations; returns the exit status."""
-    from kogpt2.commands.generate import _quiet_libraries
+    from kogpt2.commands.generate import quiet_libraries, read_prompts
 
-    _quiet_libraries()
+    quiet_libraries()
     from kogpt2 import pplm, sampling
 
-    prompts = _prompts(args)
+    prompts = read_prompts(args)
     if args.samples < 1:
         raise KoGPT2Error(f"--samples must be >= 1, got {args.samples}")
     cfg = sampling.SamplingConfig(**sampling_overrides(args))
@@ -201,9 +187,9 @@ def run(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train and save a discriminator; prints its accuracy."""
-    from kogpt2.commands.generate import _quiet_libraries
+    from kogpt2.commands.generate import quiet_libraries, read_prompts
 
-    _quiet_libraries()
+    quiet_libraries()
     from kogpt2.pplm_discrim import read_labelled, train_discriminator
 
     if args.max_examples < 2:
