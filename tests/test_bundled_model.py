@@ -49,8 +49,9 @@ def test_cli_generate_with_no_flags_prints_korean():
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "kogpt2", "generate", "나는 어두운 숲 속을 거닐고 있다.",
-                        "--max-new-tokens", "30", "--seed", "1"], capture_output=True, text=True, timeout=300)
+    prompt = "나는 어두운 숲 속을 거닐고 있다."
+    r = subprocess.run([sys.executable, "-m", "kogpt2", "generate", prompt, "--max-new-tokens", "40", "--seed", "0"],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("나는 어두운 숲 속을 거닐고 있다.")
-    assert len(HANGUL.findall(r.stdout)) > 20
+    assert r.stdout.startswith(prompt)
+    assert len(HANGUL.findall(r.stdout[len(prompt):])) >= 5, r.stdout
