@@ -14,14 +14,20 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
-	$(BIN)/pip install -q --disable-pip-version-check -e .
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[onnx]"
+	touch $@
+
+# Export the bundled model once into the ONNX cache, so `kogpt2 generate` (--backend auto)
+# starts in ONNX Runtime without loading transformers' model code.
+$(VENV)/.onnx-cache: $(VENV)/.installed src/kogpt2/models/kogpt2-mini/model.safetensors
+	$(BIN)/kogpt2 export onnx --cache
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[dev]"
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/.onnx-cache
 setup-dev: $(VENV)/.installed-dev
 
 run: setup

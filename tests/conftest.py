@@ -68,3 +68,17 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is not beside the checkout")
     return SHARED
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_export_cache(tmp_path_factory):
+    """Keep ONNX auto-exports out of the user's ~/.cache so `--backend auto` is decided by the test."""
+    import os
+
+    old = os.environ.get("KOGPT2_CACHE")
+    os.environ["KOGPT2_CACHE"] = str(tmp_path_factory.mktemp("kogpt2-cache"))
+    yield
+    if old is None:
+        os.environ.pop("KOGPT2_CACHE", None)
+    else:
+        os.environ["KOGPT2_CACHE"] = old

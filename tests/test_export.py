@@ -102,3 +102,37 @@ def test_export_and_onnx_backend_errors(tmp_path, tiny_model_dir):
         load(tiny_model_dir, None, "onnx", "bf16")
     with pytest.raises(KoGPT2Error, match="neither"):
         load(tmp_path, None, "onnx", "fp32")
+
+
+@pytest.mark.slow
+def test_auto_backend_uses_the_cached_export_once_it_exists(tmp_path, tiny_model_dir, capsys, monkeypatch):
+    import shutil
+
+    from kogpt2.backends import pick_backend
+    from kogpt2.cli import main
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    monkeypatch.setenv("KOGPT2_CACHE", str(tmp_path / "cache"))
+    assert pick_backend(model) == "torch"  # nothing exported yet: no surprise export on first use
+    argv = ["generate", "나는", "--greedy", "--max-new-tokens", "8", "--model", str(model)]
+    assert main([*argv, "--backend", "torch"]) == 0
+    via_torch = capsys.readouterr().out
+    assert main(["export", "onnx", str(model), "--cache"]) == 0
+    assert "model.onnx" in capsys.readouterr().out
+    assert pick_backend(model) == "onnx" and pick_backend(model, "bf16") == "torch"
+    assert main(["export", "onnx", str(model), "--cache"]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert not list((tmp_path / "cache").rglob(".export-*"))  # no temp dir left behind
+    assert main(argv) == 0  # --backend auto (the default) now runs ONNX Runtime
+    assert capsys.readouterr().out == via_torch
+    dec, _ = load(model, None, "auto")
+    assert type(dec).__name__ == "OnnxDecoder"
+
+
+def test_export_onnx_arguments_are_checked(tmp_path, capsys):
+    from kogpt2.cli import main
+
+    assert main(["export", "onnx"]) == 2
+    assert main(["export", "onnx", str(tmp_path), str(tmp_path / "o"), "--cache"]) == 2
+    assert "--cache" in capsys.readouterr().err

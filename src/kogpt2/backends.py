@@ -23,7 +23,7 @@ import torch
 
 from kogpt2.errors import KoGPT2Error
 
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
 DTYPES = ("fp32", "bf16", "int8")
 
 
@@ -129,7 +129,8 @@ def load_decoder(model: Any = None, backend: str = "torch", dtype: str = "fp32")
 
     Args:
         model: model directory, loaded ``transformers`` model, or a ready ``Decoder``.
-        backend: ``torch`` or ``onnx``.
+        backend: ``torch``, ``onnx``, or ``auto`` (``onnx`` where onnxruntime is installed and an
+            export of the directory is ready, see :func:`pick_backend`; else ``torch``).
         dtype: ``fp32``, ``bf16`` or ``int8`` (``onnx``: ``fp32``/``int8``, picks ``model.onnx``
             or ``model_int8.onnx`` in the directory).
     """
@@ -137,6 +138,8 @@ def load_decoder(model: Any = None, backend: str = "torch", dtype: str = "fp32")
     check_choice(dtype, DTYPES, "dtype")
     if isinstance(model, Decoder):
         return model
+    if backend == "auto":
+        backend = pick_backend(model if model is None or isinstance(model, (str, Path)) else "", dtype)
     if backend == "onnx":
         from kogpt2.onnx_backend import OnnxDecoder
 
@@ -152,6 +155,26 @@ def load_decoder(model: Any = None, backend: str = "torch", dtype: str = "fp32")
     if dtype == "int8":
         model = quantize_int8(model)
     return TorchDecoder(model.eval())
+
+
+def pick_backend(model: str | Path | None, dtype: str = "fp32") -> str:
+    """What ``--backend auto`` runs: ``onnx`` when onnxruntime is installed and an ONNX file for
+    ``dtype`` is ready (in the directory itself or in the export cache that
+    ``kogpt2 export onnx DIR --cache`` fills), else ``torch``.
+
+    ONNX Runtime starts without importing ``transformers``' model code and decodes a small
+    model several times faster at batch 1, so this is what ``kogpt2 generate`` uses by default.
+    """
+    import importlib.util
+
+    if model == "" or dtype == "bf16" or importlib.util.find_spec("onnxruntime") is None:
+        return "torch"
+    from kogpt2.onnx_backend import ready_onnx_dir
+
+    try:
+        return "onnx" if ready_onnx_dir(model, dtype) is not None else "torch"
+    except (KoGPT2Error, OSError):
+        return "torch"
 
 
 def _model_dir(path: str | Path | None) -> Path:

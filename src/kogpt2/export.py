@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -111,8 +113,9 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = False) 
         raise KoGPT2Error("ONNX export needs the onnx extra: pip install 'kogpt2[onnx]'") from e
     src = Path(model_dir)
     model = load_model(src)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out_dir)
+    final.mkdir(parents=True, exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix=".export-", dir=final))  # files appear in final only when complete
     graph = KVGraph(model)
     cfg = model.config
     H, D, L = cfg.n_head, cfg.n_embd // cfg.n_head, cfg.n_layer
@@ -135,7 +138,11 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = False) 
     (out / "onnx_export.json").write_text(json.dumps(
         {"source": str(src.resolve()), "opset": OPSET, "n_layer": L, "n_head": H, "head_dim": D,
          "files": [ONNX_FILE] + ([ONNX_INT8_FILE] if int8 else [])}, indent=2) + "\n", encoding="utf-8")
-    return out
+    onnx_last = sorted(out.iterdir(), key=lambda f: f.suffix == ".onnx")
+    for f in onnx_last:
+        os.replace(f, final / f.name)
+    shutil.rmtree(out, ignore_errors=True)
+    return final
 
 
 def quantize_int8(src: Path, dst: Path) -> Path:

@@ -30,6 +30,18 @@ def cache_dir(model_dir: Path) -> Path:
     return root / "onnx" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def ready_onnx_dir(path: str | Path | None, dtype: str = "fp32") -> Path | None:
+    """The directory holding a ready ONNX file for ``dtype`` (``path`` itself or its cache), or None."""
+    from kogpt2.backends import _model_dir
+
+    p = _model_dir(path)
+    file = ONNX_INT8_FILE if dtype == "int8" else ONNX_FILE
+    for d in (p, cache_dir(p)):
+        if (d / file).is_file():
+            return d
+    return None
+
+
 def resolve_onnx_dir(path: str | Path | None, dtype: str) -> Path:
     """An export directory holding the ONNX file for ``dtype``; exports/quantizes when needed."""
     from kogpt2.backends import _model_dir

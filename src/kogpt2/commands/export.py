@@ -4,6 +4,7 @@ Examples::
 
     kogpt2 export onnx runs/mini runs/mini-onnx --int8
     kogpt2 generate "나는" --model runs/mini-onnx --backend onnx --dtype int8
+    kogpt2 export onnx --cache      # the bundled model, into the cache `--backend auto` reads
 """
 
 from __future__ import annotations
@@ -16,8 +17,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
     onnx = sub.add_parser("onnx", help="ONNX with past key/values (runs in ONNX Runtime, any language)",
                           description="Export a GPT-2 directory to ONNX with past key/values.")
-    onnx.add_argument("model", metavar="DIR", help="Hugging Face GPT-2 model directory")
-    onnx.add_argument("out", metavar="OUT", help="output directory (model.onnx, config, tokenizer)")
+    onnx.add_argument("model", metavar="DIR", nargs="?", help="Hugging Face GPT-2 model directory "
+                      "(default with --cache: the bundled model)")
+    onnx.add_argument("out", metavar="OUT", nargs="?", help="output directory (model.onnx, config, tokenizer)")
+    onnx.add_argument("--cache", action="store_true",
+                      help="write into the export cache instead of OUT, where `--backend auto` finds it "
+                           "(what `make setup` does for the bundled model, so generate starts fast)")
     onnx.add_argument("--int8", action="store_true", help="also write model_int8.onnx (dynamic int8)")
     onnx.set_defaults(func=run_onnx)
     hf = sub.add_parser("hf", help="a compact inference-only HF directory (bf16 weights, no trainer state)",
@@ -31,11 +36,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run_onnx(args: argparse.Namespace) -> int:
     """Export and print what was written."""
+    from kogpt2.backends import _model_dir
+    from kogpt2.errors import KoGPT2Error
     from kogpt2.export import export_onnx
     from kogpt2.model import check_model_dir
 
-    check_model_dir(args.model)
-    out = export_onnx(args.model, args.out, int8=args.int8)
+    if args.cache == (args.out is not None) or (args.model is None and not args.cache):
+        raise KoGPT2Error("give DIR OUT, or DIR --cache (DIR defaults to the bundled model with --cache)")
+    model = _model_dir(args.model)
+    check_model_dir(model)
+    if args.cache:
+        from kogpt2.onnx_backend import cache_dir, ready_onnx_dir
+
+        ready = ready_onnx_dir(model, "int8" if args.int8 else "fp32")
+        if ready is not None and ready != model:
+            print(f"{ready}: export is up to date")
+            return 0
+        out = export_onnx(model, cache_dir(model), int8=args.int8)
+    else:
+        out = export_onnx(model, args.out, int8=args.int8)
     for f in sorted(out.iterdir()):
         print(f"{f}  {f.stat().st_size / 1e6:.1f} MB")
     return 0

@@ -40,7 +40,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop", nargs="+", metavar="S", help="stop sequences (not printed)")
     parser.add_argument("--seed", type=int, help="random seed for reproducible output")
     parser.add_argument("--greedy", action="store_true", help="greedy decoding (no sampling)")
-    parser.add_argument("--backend", default="torch", help="torch (default) or onnx")
+    parser.add_argument("--backend", default="auto",
+                        help="auto (default: onnx when onnxruntime and a ready export exist, see "
+                             "`kogpt2 export onnx DIR --cache`; else torch), torch or onnx")
     parser.add_argument("--dtype", default="fp32", help="fp32 (default), bf16 (torch) or int8")
     parser.add_argument("--no-stream", action="store_true", help="print each result when it is complete")
     parser.set_defaults(func=run)
@@ -83,17 +85,20 @@ def run(args: argparse.Namespace) -> int:
     check_choice(args.backend, BACKENDS, "backend")
     check_choice(args.dtype, DTYPES, "dtype")
     prompts = read_prompts(args)
+    from kogpt2.backends import pick_backend
     from kogpt2.paths import bundled_model_dir
+
+    backend = pick_backend(args.model, args.dtype) if args.backend == "auto" else args.backend
 
     cfg = sampling.config_from_model_dir(args.model or bundled_model_dir(), **_overrides(args))
     out = sys.stdout
     whole = args.no_stream or cfg.num_beams > 1 or cfg.num_return_sequences > 1  # print when complete
-    printed = not whole and _precheck(args.model, args.backend, cfg.max_new_tokens)
+    printed = not whole and _precheck(args.model, backend, cfg.max_new_tokens, args.dtype)
     if printed:
         out.write(prompts[0])  # NOTE: shown while the model loads (imports take most of startup)
         out.flush()
     quiet_libraries()
-    decoder, tok = sampling.load(args.model, None, args.backend, args.dtype)
+    decoder, tok = sampling.load(args.model, None, backend, args.dtype)
     if whole:
         texts = sampling.generate(prompts, model=decoder, tokenizer=tok, config=cfg)
         n = cfg.num_return_sequences
@@ -113,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _precheck(model: str | None, backend: str, max_new_tokens: int) -> bool:
+def _precheck(model: str | None, backend: str, max_new_tokens: int, dtype: str = "fp32") -> bool:
     """Cheap checks (files, context) before loading; True when the prompt may be printed early."""
     import json
 
@@ -124,8 +129,11 @@ def _precheck(model: str | None, backend: str, max_new_tokens: int) -> bool:
         from kogpt2.model import check_model_dir
 
         check_model_dir(d)
-    elif not (d / "model.onnx").is_file():
-        return False  # may need an export first
+    else:
+        from kogpt2.onnx_backend import ready_onnx_dir
+
+        if ready_onnx_dir(d, dtype) is None:
+            return False  # needs an export first
     cfg_file = d / "config.json"
     if not cfg_file.is_file():
         return False
