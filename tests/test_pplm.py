@@ -184,6 +184,18 @@ def test_cli_discrim_and_train(tiny_model_dir, sentiment_file, tmp_path, capsys)
     assert "= unsteered (seed 2) =" in text and "= steered =" in text
 
 
+def test_discriminator_refuses_another_model(discrim_dir, tiny_tokenizer, tmp_path, capsys):
+    from conftest import make_tiny_model_dir
+
+    other = make_tiny_model_dir(tmp_path / "other", tiny_tokenizer, seed=7)  # same shape, other weights
+    attr = pplm.load_discriminator(discrim_dir[0], "positive")
+    with pytest.raises(KoGPT2Error, match="trained on another model"):
+        pplm.steering_decoder(str(other), attr)
+    assert main(["pplm", "좋은", "--discrim", str(discrim_dir[0]), "--class", "positive", "--model", str(other),
+                 "--max-new-tokens", "4"]) == 2
+    assert "train-discrim --model" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["오늘"], "exactly one attribute"),
     (["오늘", "--bow", "공포", "--bow-file", "x.txt"], "exactly one attribute"),

@@ -399,7 +399,21 @@ def steering_decoder(model: Any, attribute: Attribute, config: PPLMConfig | None
     decoder, tok = sampling.load(model, tokenizer)
     if not isinstance(decoder, TorchDecoder):
         raise KoGPT2Error("PPLM needs gradients: use a PyTorch model directory (not the ONNX backend)")
+    _check_discriminator_base(attribute, decoder.model)
     return PPLMDecoder(decoder.model, attribute, config), tok
+
+
+def _check_discriminator_base(attribute: Attribute, model: Any) -> None:
+    """A discriminator reads one model's hidden states: refuse it on another model."""
+    meta = getattr(getattr(attribute, "head", None), "meta", None) or {}
+    want = meta.get("base_fingerprint")
+    if want is None:
+        return
+    from kogpt2.finetune import model_fingerprint
+
+    if model_fingerprint(model) != want:
+        raise KoGPT2Error(f"the discriminator was trained on another model ({meta.get('base_model') or 'unknown'}); "
+                          "train one for this model with `kogpt2 pplm train-discrim --model DIR`")
 
 
 def generate(prompts: str | list[str], model: Any = None, tokenizer: Any = None, *, attribute: Attribute,
@@ -425,10 +439,26 @@ def stream(prompt: str, model: Any = None, tokenizer: Any = None, *, attribute: 
     return sampling.stream(prompt, model=decoder, tokenizer=tok, config=config, **overrides)
 
 
+SHIPPED_DISCRIMINATORS = {"sentiment": "kogpt2-mini-pplm-sentiment"}
+"""Discriminators for the bundled model shipped in the package (``--discrim sentiment``)."""
+
+
+def discriminator_dir(name_or_path: str | Path) -> Path:
+    """A discriminator directory: a path, or the name of a shipped one (``sentiment``)."""
+    p = Path(name_or_path)
+    if not p.exists() and str(name_or_path) in SHIPPED_DISCRIMINATORS:
+        from kogpt2.paths import PACKAGE_DIR
+
+        return PACKAGE_DIR / "models" / SHIPPED_DISCRIMINATORS[str(name_or_path)]
+    return p
+
+
 def load_discriminator(path: str | Path, label: str) -> DiscriminatorAttribute:
-    """The attribute "class ``label`` of the discriminator saved in ``path``"."""
+    """The attribute "class ``label``" of a discriminator: a directory written by
+    ``kogpt2 pplm train-discrim``, or ``sentiment`` for the one shipped for the bundled model."""
     from kogpt2.pplm_discrim import Discriminator
 
+    path = discriminator_dir(path)
     head = Discriminator.load(path)
     if label not in head.classes:
         raise KoGPT2Error(f"unknown class {label!r} for the discriminator in {path}; "
@@ -437,4 +467,4 @@ def load_discriminator(path: str | Path, label: str) -> DiscriminatorAttribute:
 
 
 __all__ = ["PPLMConfig", "PPLMDecoder", "BagOfWords", "DiscriminatorAttribute", "StepView", "bow_names",
-           "load_bow", "read_word_list", "load_discriminator", "steering_decoder", "generate", "stream"]
+           "load_bow", "read_word_list", "load_discriminator", "discriminator_dir", "steering_decoder", "generate", "stream"]

@@ -172,7 +172,10 @@ def train_discriminator(rows: list[tuple[str, int]], out: str | Path, model: Any
                          train_accuracy=accuracy(head, feats[n_valid:], labels[n_valid:]),
                          valid_accuracy=accuracy(head, feats[:n_valid], labels[:n_valid]))
     base = getattr(decoder, "model_dir", None) or (str(model) if isinstance(model, (str, Path)) else None)
-    head.save(out, base_model=str(base) if base else None, **asdict(result))
+    from kogpt2.finetune import base_name, model_fingerprint
+
+    head.save(out, base_model=base_name(Path(base)) if base else None,
+              base_fingerprint=model_fingerprint(decoder.model), **asdict(result))
     return result
 
 

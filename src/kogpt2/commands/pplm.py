@@ -86,7 +86,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument_group("attribute (exactly one)")
     a.add_argument("--bow", metavar="NAME", help="a shipped bag of words: 판타지 공포 과학 군사 정치 종교 우주 기술 로맨스 음식")
     a.add_argument("--bow-file", metavar="FILE", help="your own word list, one word per line")
-    a.add_argument("--discrim", metavar="DIR", help="a discriminator written by `kogpt2 pplm train-discrim`")
+    a.add_argument("--discrim", metavar="DIR", help="`sentiment` (shipped for the bundled model) or a directory "
+                   "written by `kogpt2 pplm train-discrim`")
     a.add_argument("--class", dest="label", metavar="LABEL", help="the discriminator's class to steer to "
                    "(positive / negative)")
     parser.add_argument("--samples", type=int, default=1, help="samples per prompt (default 1)")
