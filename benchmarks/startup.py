@@ -3,6 +3,10 @@ first generated text, cold process each time. Target: first text within 3 s on t
 
     python benchmarks/startup.py [--runs 3]
 
+Run it after ``make setup`` (or ``kogpt2 export onnx --cache``): ``kogpt2 generate`` then picks
+ONNX Runtime (``--backend auto``); the backend used is printed. Without the export it runs PyTorch
+and pays for importing transformers' model code.
+
 Reference measured in the same run: a bare ``python -c "import torch, transformers"``, the
 floor any Hugging Face CLI pays before it can load a model.
 """
@@ -49,6 +53,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
+    from kogpt2.backends import pick_backend
+
+    print(f"backend picked by `kogpt2 generate`: {pick_backend(None)}")
     first_text_seconds()  # warm the OS page cache once, as a user's second launch would
     firsts, totals, floors = [], [], []
     for _ in range(args.runs):
