@@ -27,18 +27,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt", nargs="?", help="prompt text ('' starts a new document from </s>)")
     parser.add_argument("--prompts", metavar="FILE", help="a file with one prompt per line (instead of PROMPT)")
     parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-mini)")
-    parser.add_argument("--max-new-tokens", type=int, help="tokens to generate at most (default 64)")
-    parser.add_argument("--temperature", type=float, help="sampling temperature, > 0")
-    parser.add_argument("--top-k", type=int, help="sample among the k most likely tokens (0 = off)")
-    parser.add_argument("--top-p", type=float, help="nucleus sampling mass in (0, 1]")
-    parser.add_argument("--min-p", type=float, help="drop tokens below min-p times the most likely")
+    from kogpt2.commands.sampling_args import add_sampling_arguments
+
+    add_sampling_arguments(parser, {"max_new_tokens": "64", "seed": "random"})
     parser.add_argument("--typical-p", type=float, help="locally typical sampling mass in (0, 1]")
-    parser.add_argument("--repetition-penalty", type=float, help="penalty on repeated tokens (KoGPT2 examples: 2.0)")
-    parser.add_argument("--no-repeat-ngram-size", type=int, help="never repeat an n-gram of this size")
     parser.add_argument("--num-beams", type=int, help="beam search width (implies --greedy)")
     parser.add_argument("--num-return-sequences", type=int, help="continuations per prompt")
     parser.add_argument("--stop", nargs="+", metavar="S", help="stop sequences (not printed)")
-    parser.add_argument("--seed", type=int, help="random seed for reproducible output")
     parser.add_argument("--greedy", action="store_true", help="greedy decoding (no sampling)")
     parser.add_argument("--backend", default="auto",
                         help="auto (default: onnx when onnxruntime and a ready export exist, see "

@@ -30,17 +30,13 @@ DISCRIM_DEFAULTS = {"stepsize": 0.04, "gamma": 1.0, "num_iterations": 5}
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, max_new_tokens: int = 60) -> None:
-    """Sampling flags shared by ``pplm`` and ``adventure``."""
+    """The shared sampling flags, with the PPLM-style defaults of ``pplm`` and ``adventure``."""
+    from kogpt2.commands import sampling_args
+
     g = parser.add_argument_group("sampling")
-    g.add_argument("--max-new-tokens", type=int, default=max_new_tokens, help=f"tokens per continuation "
-                   f"(default {max_new_tokens})")
-    g.add_argument("--temperature", type=float, help="sampling temperature, > 0")
-    g.add_argument("--top-k", type=int, help="sample among the k most likely tokens (default 10, as PPLM)")
-    g.add_argument("--top-p", type=float, help="nucleus sampling mass in (0, 1]")
-    g.add_argument("--min-p", type=float, help="drop tokens below min-p times the most likely")
-    g.add_argument("--repetition-penalty", type=float, help="penalty on repeated tokens (default 1.2)")
-    g.add_argument("--no-repeat-ngram-size", type=int, help="never repeat an n-gram of this size")
-    g.add_argument("--seed", type=int, help="random seed (sample j uses seed + j)")
+    sampling_args.add_sampling_arguments(g, {"max_new_tokens": str(max_new_tokens), "top_k": "10, as PPLM",
+                                             "repetition_penalty": "1.2", "seed": "random; sample j uses seed + j"})
+    parser.set_defaults(max_new_tokens=max_new_tokens)
 
 
 def add_pplm_arguments(parser: argparse.ArgumentParser) -> None:
