@@ -14,6 +14,7 @@ discriminator, steering to positive and to negative. Measured per mode:
   * speed: generated tokens per second (batch = all prompts of one sample index).
 
     python benchmarks/pplm.py                                    # bundled model, BoW only
+    python benchmarks/pplm.py --discrim sentiment --judge bundled       # the shipped discriminator and head
     python benchmarks/pplm.py --model runs/mini --discrim runs/discrim --judge runs/sent
     python benchmarks/pplm.py --model runs/mini --nsmc ../shared/data/nsmc/ratings_train.txt  # trains a discriminator
     python benchmarks/pplm.py --model DIR --prompts 4 --samples 1 --max-new-tokens 20    # a quick look
@@ -83,11 +84,17 @@ def main() -> None:
     p.add_argument("--discrim", help="a discriminator directory (kogpt2 pplm train-discrim)")
     p.add_argument("--nsmc", help="train a discriminator on this NSMC file first (when no --discrim)")
     p.add_argument("--discrim-examples", type=int, default=4000, help="examples for --nsmc training")
-    p.add_argument("--judge", help="a sentiment head (kogpt2 finetune sentiment) to judge P(positive)")
+    p.add_argument("--judge", help="a sentiment head (kogpt2 finetune sentiment) to judge P(positive); "
+                   "`bundled` = the shipped one")
     p.add_argument("--prompts", type=int, default=20, help="how many of the 20 prompts")
     p.add_argument("--samples", type=int, default=3)
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-bow", action="store_true", help="skip the bag-of-words mode (tuning the discriminator)")
+    g = p.add_argument_group("discriminator strength (default: kogpt2 pplm's --discrim defaults)")
+    for flag, kind in (("stepsize", float), ("num_iterations", int), ("gamma", float), ("kl_scale", float),
+                       ("gm_scale", float), ("window_length", int), ("horizon_length", int)):
+        g.add_argument("--" + flag.replace("_", "-"), dest=flag, type=kind)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -107,11 +114,12 @@ def main() -> None:
 
     measure("unsteered", decoder)
     bow = pplm.load_bow(args.bow, tok)
-    measure(f"bow {args.bow}", pplm.PPLMDecoder(model, bow, pplm.PPLMConfig()))
-    for name in ("unsteered", f"bow {args.bow}"):
+    if not args.no_bow:
+        measure(f"bow {args.bow}", pplm.PPLMDecoder(model, bow, pplm.PPLMConfig()))
+    for name in [n for n in ("unsteered", f"bow {args.bow}") if n in rows]:
         rows[name]["relevance"] = topic_share(rows[name]["texts"], bow.words)
 
-    discrim = args.discrim
+    discrim, strength = (str(pplm.discriminator_dir(args.discrim)) if args.discrim else None), None
     if discrim is None and args.nsmc:
         discrim = tempfile.mkdtemp(prefix="pplm_discrim_")
         r = train_discriminator(read_labelled(args.nsmc), discrim, args.model,
@@ -122,7 +130,7 @@ def main() -> None:
         if args.judge:
             from kogpt2.sentiment import load_classifier
 
-            clf = load_classifier(args.judge)
+            clf = load_classifier(None if args.judge == "bundled" else args.judge)
             judge = lambda texts: clf.predict_proba(texts)[:, list(clf.labels).index("positive")]  # noqa: E731
         else:
             from kogpt2.pplm_discrim import Discriminator, mean_hidden_states
@@ -131,7 +139,10 @@ def main() -> None:
             judge = lambda texts: head(mean_hidden_states(model, tok, texts)).softmax(-1)[:, 1]  # noqa: E731
         full = [pr for pr in prompts for _ in range(args.samples)]
         for label in ("positive", "negative"):
-            cfg = pplm.PPLMConfig(**DISCRIM_DEFAULTS)
+            strength = dict(DISCRIM_DEFAULTS)
+            strength.update({k: v for k, v in vars(args).items() if v is not None and k in (
+                "stepsize", "num_iterations", "gamma", "kl_scale", "gm_scale", "window_length", "horizon_length")})
+            cfg = pplm.PPLMConfig(**strength)
             measure(f"discrim {label}", pplm.PPLMDecoder(model, pplm.load_discriminator(discrim, label), cfg))
         with torch.no_grad():
             for name in ("unsteered", "discrim positive", "discrim negative"):
@@ -139,7 +150,7 @@ def main() -> None:
 
     ref = rows["unsteered"]
     print(f"\n{len(prompts)} prompts x {args.samples} samples, {args.max_new_tokens} new tokens, "
-          f"model {args.model or 'bundled'}")
+          f"model {args.model or 'bundled'}, discriminator strength {strength if discrim else '-'}")
     print(f"{'mode':<18} {'relevance':>9} {'P(pos)':>7} {'bpc':>6} {'bpc/ref':>7} {'dist1':>6} {'dist2':>6} "
           f"{'dist3':>6} {'tok/s':>7} {'speed/ref':>9}")
     for name, r in rows.items():
@@ -149,7 +160,7 @@ def main() -> None:
               f"{r['dist2']:>6.3f} {r['dist3']:>6.3f} {r['tok_s']:>7.1f} {r['tok_s'] / ref['tok_s']:>9.3f}")
     for name, r in rows.items():
         print(f"\n[{name}] {prompts[0]}{r['texts'][0]}")
-    b = rows[f"bow {args.bow}"]
+    b = rows.get(f"bow {args.bow}", {"relevance": float("nan")})
     pos, neg = rows.get("discrim positive", {}), rows.get("discrim negative", {})
     worst = max([r["bpc"] for n, r in rows.items() if n != "unsteered"]) / ref["bpc"]
     slowest = min(r["tok_s"] for r in rows.values()) / ref["tok_s"]
