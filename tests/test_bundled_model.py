@@ -55,3 +55,44 @@ def test_cli_generate_with_no_flags_prints_korean():
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(prompt)
     assert len(HANGUL.findall(r.stdout[len(prompt):])) >= 5, r.stdout
+
+
+APP_BUDGET_BYTES = 10 * 1024 * 1024
+
+
+def test_shipped_app_heads_exist_fit_and_belong_to_the_bundled_model():
+    from kogpt2.chat import bundled_chat_adapter_dir
+    from kogpt2.finetune import model_fingerprint, read_meta
+    from kogpt2.model import load_model
+    from kogpt2.pplm import discriminator_dir
+    from kogpt2.pplm_discrim import Discriminator
+    from kogpt2.sentiment import bundled_head_dir
+
+    fingerprint = model_fingerprint(load_model())
+    for d, task in ((bundled_chat_adapter_dir(), "chat"), (bundled_head_dir(), "sentiment")):
+        assert (d / "adapter_model.safetensors").is_file(), d
+        assert sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) <= APP_BUDGET_BYTES
+        meta = read_meta(d, task)
+        assert meta["base_model"] == "bundled" and meta["base_fingerprint"] == fingerprint, d
+    head = Discriminator.load(discriminator_dir("sentiment"))
+    assert head.classes == ["negative", "positive"] and head.meta["base_fingerprint"] == fingerprint
+
+
+def test_classify_and_chat_work_with_no_flags(capsys):
+    from kogpt2.cli import main
+
+    assert main(["classify", "정말 재미있고 감동적인 영화였다", "시간이 아까운 최악의 영화"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert [r[0] for r in rows] == ["positive", "negative"]  # the shipped head separates plain cases
+
+
+@pytest.mark.slow
+def test_chat_with_no_flags_answers_in_korean():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "kogpt2", "chat", "--seed", "0", "--max-new-tokens", "24"],
+                       input="오늘 너무 힘들었어\n", capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 1 and len(HANGUL.findall(lines[0])) >= 2, r.stdout

@@ -266,3 +266,4 @@ def test_export_hf_release_is_bf16_and_loads(tiny_model_dir, tmp_path, capsys):
     assert b.transformer.wte.weight.dtype == torch.float32
     torch.testing.assert_close(a.transformer.wte.weight, b.transformer.wte.weight, rtol=1e-2, atol=1e-2)
     assert not (tmp_path / "rel" / "trainer_state.pt").exists()
+    assert all((f.stat().st_mode & 0o444) == 0o444 for f in (tmp_path / "rel").iterdir())  # readable by all

@@ -346,6 +346,7 @@ class ChatSession:
                               f"the model's {self.context}-token context")
         self.history: list[tuple[str, str, str]] = []  # (question, answer, label)
         self.processors = [_ban_format_tokens(tokenizer)]
+        self.replies = 0  # with a seed, reply n samples with seed + n: reproducible, yet not the same draw each turn
 
     def reset(self) -> None:
         """Forget earlier turns."""
@@ -387,7 +388,9 @@ class ChatSession:
             raise KoGPT2Error("empty question: type something to say (" + HELP + ")")
         prompt = self.prompt(question)
         answer = []
-        for chunk in stream(prompt, model=self.model, tokenizer=self.tokenizer, config=self.config,
+        config = self.config if self.config.seed is None else self.config.replace(seed=self.config.seed + self.replies)
+        self.replies += 1
+        for chunk in stream(prompt, model=self.model, tokenizer=self.tokenizer, config=config,
                             logits_processors=self.processors):
             answer.append(chunk)
             yield chunk

@@ -146,6 +146,8 @@ def release(src: str | Path, out: str | Path, dtype: str = "bf16") -> Path:
     from kogpt2.train import default_generation_config
 
     default_generation_config(tokenizer).save_pretrained(str(tmp))
+    for f in tmp.iterdir():
+        f.chmod(0o644)  # the weights may be written 0600 (temp file); a release is meant to be read by all
     _fsync_dir(tmp)
     if out.exists():
         shutil.rmtree(out)

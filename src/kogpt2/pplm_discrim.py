@@ -174,7 +174,7 @@ def train_discriminator(rows: list[tuple[str, int]], out: str | Path, model: Any
     base = getattr(decoder, "model_dir", None) or (str(model) if isinstance(model, (str, Path)) else None)
     from kogpt2.finetune import base_name, model_fingerprint
 
-    head.save(out, base_model=base_name(Path(base)) if base else None,
+    head.save(out, base_model=base_name(Path(base)) if base else ("bundled" if model is None else None),
               base_fingerprint=model_fingerprint(decoder.model), **asdict(result))
     return result
 

@@ -39,6 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kogpt2.commands.generate import quiet_libraries
+
+    quiet_libraries()
     from kogpt2.chat import ChatSession, bundled_chat_adapter_dir, load_chat_model, run_repl
 
     if args.no_adapter and args.adapter:

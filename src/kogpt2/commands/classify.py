@@ -32,6 +32,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kogpt2.commands.generate import quiet_libraries
+
+    quiet_libraries()
     from kogpt2.sentiment import load_classifier, load_zero_shot
 
     if args.zero_shot and args.head:
