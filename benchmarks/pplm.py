@@ -91,6 +91,8 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=40)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-bow", action="store_true", help="skip the bag-of-words mode (tuning the discriminator)")
+    p.add_argument("--bow-stepsize", type=float, help="bag-of-words step (default: kogpt2 pplm's, 0.03)")
+    p.add_argument("--bow-iterations", type=int, help="bag-of-words gradient steps per token (default 3)")
     g = p.add_argument_group("discriminator strength (default: kogpt2 pplm's --discrim defaults)")
     for flag, kind in (("stepsize", float), ("num_iterations", int), ("gamma", float), ("kl_scale", float),
                        ("gm_scale", float), ("window_length", int), ("horizon_length", int)):
@@ -115,7 +117,9 @@ def main() -> None:
     measure("unsteered", decoder)
     bow = pplm.load_bow(args.bow, tok)
     if not args.no_bow:
-        measure(f"bow {args.bow}", pplm.PPLMDecoder(model, bow, pplm.PPLMConfig()))
+        bow_cfg = {k: v for k, v in (("stepsize", args.bow_stepsize), ("num_iterations", args.bow_iterations))
+                   if v is not None}
+        measure(f"bow {args.bow}", pplm.PPLMDecoder(model, bow, pplm.PPLMConfig(**bow_cfg)))
     for name in [n for n in ("unsteered", f"bow {args.bow}") if n in rows]:
         rows[name]["relevance"] = topic_share(rows[name]["texts"], bow.words)
 
@@ -150,7 +154,8 @@ def main() -> None:
 
     ref = rows["unsteered"]
     print(f"\n{len(prompts)} prompts x {args.samples} samples, {args.max_new_tokens} new tokens, "
-          f"model {args.model or 'bundled'}, discriminator strength {strength if discrim else '-'}")
+          f"model {args.model or 'bundled'}, discriminator strength {strength if discrim else '-'}, "
+          f"bow strength stepsize={args.bow_stepsize or 0.03} iterations={args.bow_iterations or 3}")
     print(f"{'mode':<18} {'relevance':>9} {'P(pos)':>7} {'bpc':>6} {'bpc/ref':>7} {'dist1':>6} {'dist2':>6} "
           f"{'dist3':>6} {'tok/s':>7} {'speed/ref':>9}")
     for name, r in rows.items():

@@ -35,10 +35,17 @@ def _first_step(decoder, tok, prompt=PROMPT) -> torch.Tensor:
 
 def test_multi_token_words_are_pulled_in_whole(tiny_tokenizer):
     bow = pplm.BagOfWords(FEAR, tiny_tokenizer)
-    seq = tiny_tokenizer(" 유령", add_special_tokens=False)["input_ids"]
+    seq = tiny_tokenizer("유령", add_special_tokens=False)["input_ids"]
     assert len(seq) > 1, "the fixture needs a multi-token word"
     assert seq[0] in bow.targets([])
     assert seq[1] in bow.targets([5, seq[0]])  # the word has begun: its next token is a target
+
+
+def test_a_bare_space_is_never_a_topic_target(tiny_tokenizer):
+    space = tiny_tokenizer(" ", add_special_tokens=False)["input_ids"]
+    assert tiny_tokenizer(" 유령", add_special_tokens=False)["input_ids"][:1] == space, "fixture: spaces split off"
+    targets = pplm.BagOfWords(FEAR, tiny_tokenizer).targets([])
+    assert targets and all(tiny_tokenizer.decode([t]).strip() for t in targets)
 
 
 def test_shipped_bags_of_words(tiny_tokenizer):

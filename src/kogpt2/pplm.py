@@ -147,9 +147,13 @@ class BagOfWords:
         seqs = set()
         for w in self.words:
             for variant in (" " + w, w):
-                ids = tuple(tokenizer(variant, add_special_tokens=False)["input_ids"])
+                ids = list(tokenizer(variant, add_special_tokens=False)["input_ids"])
+                # NOTE: a tokenizer that keeps spaces as their own tokens encodes " 유령" as [" ", "유령"];
+                # a bare-space first target would let the loss be met by predicting spaces.
+                while ids and not tokenizer.decode(ids[:1]).strip():
+                    ids = ids[1:]
                 if ids:
-                    seqs.add(ids)
+                    seqs.add(tuple(ids))
         self.sequences = sorted(seqs)
         self.first = sorted({s[0] for s in self.sequences})
         self.next: dict[tuple[int, ...], set[int]] = {}  # word prefix -> its possible next tokens
