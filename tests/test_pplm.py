@@ -37,8 +37,29 @@ def test_multi_token_words_are_pulled_in_whole(tiny_tokenizer):
     bow = pplm.BagOfWords(FEAR, tiny_tokenizer)
     seq = tiny_tokenizer("유령", add_special_tokens=False)["input_ids"]
     assert len(seq) > 1, "the fixture needs a multi-token word"
-    assert seq[0] in bow.targets([])
     assert seq[1] in bow.targets([5, seq[0]])  # the word has begun: its next token is a target
+    assert seq[1] not in bow.targets([5, 6])
+
+
+def test_one_syllable_openings_are_not_targets_but_whole_words_are():
+    class Tok:  # a tokenizer where 해골 = 해 + 골 and 유령 is one token
+        vocab = {"해": 1, "골": 2, "유령": 3, " ": 4}
+
+        def __call__(self, text, add_special_tokens=False):
+            ids, rest = [], text
+            while rest:
+                piece = next(p for p in sorted(self.vocab, key=len, reverse=True) if rest.startswith(p))
+                ids.append(self.vocab[piece])
+                rest = rest[len(piece):]
+            return {"input_ids": ids}
+
+        def decode(self, ids):
+            inv = {v: k for k, v in self.vocab.items()}
+            return "".join(inv[i] for i in ids)
+
+    bow = pplm.BagOfWords(["해골", "유령"], Tok())
+    assert bow.targets([]) == [3]  # 유령, not 해 (nor the space)
+    assert bow.targets([1]) == [2, 3]  # after 해: 골 completes 해골
 
 
 def test_a_bare_space_is_never_a_topic_target(tiny_tokenizer):

@@ -29,10 +29,13 @@ After ``grad_length`` generated tokens the perturbation stops (step 3 still uses
 already perturbed cache).
 
 Bags of words with multi-token words: every word is tokenized with and without a leading
-space (the tokenizer keeps a word's space in its first token). The loss is
-``-log P(next token in T)`` where ``T`` holds the first token of every word plus, for every
-word whose first k tokens are the last k tokens of the text, its token k+1. So a word is
-pulled in as a whole: first its opening token, then its continuation.
+space (a bare-space token in front is dropped: predicting a space says nothing of the topic).
+The loss is ``-log P(next token in T)`` where ``T`` holds the opening token of every word plus,
+for every word whose first k tokens are the last k tokens of the text, its token k+1. So a word
+is pulled in as a whole: first its opening token, then its continuation. A one-character
+opening token of a multi-token word (해 of 해골) is left out of ``T``: such a syllable opens
+thousands of unrelated words, and steering toward it makes the model repeat it (measured:
+"해해해..." with the 공포 list); the word's continuation is still pulled in when it appears.
 """
 
 from __future__ import annotations
@@ -155,7 +158,9 @@ class BagOfWords:
                 if ids:
                     seqs.add(tuple(ids))
         self.sequences = sorted(seqs)
-        self.first = sorted({s[0] for s in self.sequences})
+        # one-character openings of multi-token words are not targets (see the module docstring)
+        opening = {s[0] for s in self.sequences if len(s) == 1 or len(tokenizer.decode(s[:1]).strip()) > 1}
+        self.first = sorted(opening or {s[0] for s in self.sequences})
         self.next: dict[tuple[int, ...], set[int]] = {}  # word prefix -> its possible next tokens
         for s in self.sequences:
             for k in range(1, len(s)):
