@@ -139,7 +139,7 @@ def load_decoder(model: Any = None, backend: str = "torch", dtype: str = "fp32")
     if isinstance(model, Decoder):
         return model
     if backend == "auto":
-        backend = pick_backend(model if model is None or isinstance(model, (str, Path)) else "", dtype)
+        backend = pick_backend(model, dtype) if model is None or isinstance(model, (str, Path)) else "torch"
     if backend == "onnx":
         from kogpt2.onnx_backend import OnnxDecoder
 
@@ -167,7 +167,7 @@ def pick_backend(model: str | Path | None, dtype: str = "fp32") -> str:
     """
     import importlib.util
 
-    if model == "" or dtype == "bf16" or importlib.util.find_spec("onnxruntime") is None:
+    if dtype == "bf16" or importlib.util.find_spec("onnxruntime") is None:
         return "torch"
     from kogpt2.onnx_backend import ready_onnx_dir
 

@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train and save a discriminator; prints its accuracy."""
-    from kogpt2.commands.generate import quiet_libraries, read_prompts
+    from kogpt2.commands.generate import quiet_libraries
 
     quiet_libraries()
     from kogpt2.pplm_discrim import read_labelled, train_discriminator

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-SHARED_FLAGS = ("max_new_tokens", "temperature", "top_k", "top_p", "min_p", "repetition_penalty",
-                "no_repeat_ngram_size", "seed")
-
-
 def add_sampling_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
                            defaults: dict[str, str] | None = None) -> None:
     """Add ``--max-new-tokens --temperature --top-k --top-p --min-p --repetition-penalty
