@@ -294,13 +294,19 @@ def default_generation_config(tokenizer):
 
 
 class MetricsLog:
-    """``metrics.csv`` (appended, so resumed runs continue it), TensorBoard if installed, and a PNG plot."""
+    """``metrics.csv`` (appended, so resumed runs continue it), TensorBoard if installed, and a PNG plot.
+
+    ``resume_step``: the step of the checkpoint a run resumes from. Rows an interrupted run logged after that
+    checkpoint are dropped first (the resumed run logs those steps again), so every step appears once.
+    """
 
     FIELDS = ["step", "tokens", "loss", "lr", "tok_s", "mfu", "val_loss", "val_bpc", "elapsed_s"]
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, resume_step: int | None = None):
         self.path = out / "metrics.csv"
         self.png = out / "loss.png"
+        if resume_step is not None and self.path.exists():
+            self._truncate_after(resume_step)
         new = not self.path.exists()
         self.f = open(self.path, "a", newline="")
         self.w = csv.DictWriter(self.f, fieldnames=self.FIELDS)
@@ -312,6 +318,20 @@ class MetricsLog:
             self.tb = SummaryWriter(str(out / "tb"))
         except Exception:  # noqa: BLE001 - tensorboard is optional
             self.tb = None
+
+    def _truncate_after(self, step: int) -> None:
+        with open(self.path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        keep = [r for r in rows if r.get("step") and int(r["step"]) <= step]
+        if len(keep) == len(rows):
+            return
+        tmp = self.path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(keep)
+        os.replace(tmp, self.path)
+        print(f"metrics.csv: dropped {len(rows) - len(keep)} row(s) logged after step {step} by the interrupted run")
 
     def log(self, **row) -> None:
         self.w.writerow({k: row.get(k, "") for k in self.FIELDS})
@@ -442,7 +462,7 @@ def train(cfg: TrainConfig) -> Path | None:
     gen_cfg = default_generation_config(tokenizer)
     if dist.master:
         out.mkdir(parents=True, exist_ok=True)
-    metrics = MetricsLog(out) if dist.master else None
+    metrics = MetricsLog(out, resume_step=step if state is not None else None) if dist.master else None
     if dist.master:
         print(f"model {type(raw).__name__} {n_params / 1e6:.2f}M params, n_ctx {n_ctx}, "
               f"global batch {cfg.batch_size * cfg.grad_accum} x {n_ctx} tokens, {dist.world} process(es) on "
