@@ -31,3 +31,13 @@ def test_unknown_command_exits_2(capsys):
 def test_console_script_via_python_m():
     r = subprocess.run([sys.executable, "-m", "kogpt2", "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("kogpt2 ")
+
+
+def test_sentiment_lora_adapts_embeddings_by_default_and_chat_does_not_offer_it():
+    from kogpt2.cli import build_parser
+
+    p = build_parser("finetune")
+    base = ["--data", "d", "--out", "o"]
+    assert p.parse_args(["sentiment", *base]).lora_embeddings is True
+    assert p.parse_args(["sentiment", *base, "--no-lora-embeddings"]).lora_embeddings is False
+    assert not hasattr(p.parse_args(["chat", *base]), "lora_embeddings")

@@ -86,7 +86,7 @@ def head(tmp_path_factory, tiny_model_dir):
     train = write_nsmc(tmp / "train.txt", [f"{i}\t{t}\t{y}" for i, (t, y) in enumerate(data[:60])])
     cfg = FinetuneConfig(data=train, out=str(tmp / "head"), model=str(tiny_model_dir), epochs=15, batch_size=8,
                          lr=5e-3, warmup_steps=5, val_fraction=0.15, eval_interval=25, patience=0, lora_r=4,
-                         dtype="fp32", max_len=32, progress=False)
+                         lora_embeddings=True, dtype="fp32", max_len=32, progress=False)
     meta = finetune_sentiment(cfg)
     return tmp / "head", meta, data[60:]
 
@@ -101,6 +101,25 @@ def test_tiny_finetune_beats_chance_on_held_out_reviews(head, tiny_model_dir):
     assert all(0.5 <= p.prob <= 1 for p in preds)
     assert clf.predict_proba([t for t, _ in held_out]).shape == (len(held_out), 2)
     assert (path / "adapter_model.safetensors").stat().st_size < 200_000 and (path / "loss.png").is_file()
+
+
+@pytest.mark.slow
+def test_lora_embeddings_adapt_the_input_embeddings_of_classifiers_only(head, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    from kogpt2.finetune import apply_lora
+    from kogpt2.model import load_model
+
+    path = head[0]
+    assert any("wte.lora_embedding_A" in k for k in load_file(str(path / "adapter_model.safetensors")))
+    base = _classifier_from_base(tiny_model_dir, 2).transformer.wte.weight
+    merged = load_classifier(path, tiny_model_dir).model.transformer.wte.weight
+    assert not torch.allclose(merged, base)  # the low-rank embedding update was trained and merged
+    assert torch.linalg.matrix_rank((merged - base).float()) <= 4  # and it is low rank (r=4)
+    # a language model's embeddings are tied to its output layer: refused, not silently changed
+    cfg = FinetuneConfig(data="x", out="y", lora_embeddings=True)
+    with pytest.raises(KoGPT2Error, match="tied output layer"):
+        apply_lora(load_model(tiny_model_dir), cfg)
 
 
 @pytest.mark.slow

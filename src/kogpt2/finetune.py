@@ -72,6 +72,9 @@ class FinetuneConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
+    lora_embeddings: bool = False
+    """LoRA mode: adapt the input token embeddings too (a low-rank update of ``wte``); for classifiers,
+    whose embeddings are not tied to an output layer."""
     dtype: str = "bf16"
     """Autocast dtype on CPU/GPU: bf16 or fp32."""
     seed: int = 1337
@@ -187,6 +190,11 @@ def apply_lora(model, cfg: FinetuneConfig, task_type: str | None = None):
     targets = LORA_TARGETS.get(model.config.model_type)
     if targets is None:
         raise KoGPT2Error(f"LoRA targets for model type {model.config.model_type!r} are unknown; use --full")
+    if cfg.lora_embeddings:
+        if model.get_output_embeddings() is not None and model.config.tie_word_embeddings:
+            raise KoGPT2Error("--lora-embeddings would also change the tied output layer once merged; "
+                              "drop it for a language model (it is meant for classifiers)")
+        targets = [*targets, "wte"]
     lcfg = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, fan_in_fan_out=model.config.model_type == "gpt2",
                       task_type=task_type)

