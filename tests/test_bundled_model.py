@@ -96,3 +96,15 @@ def test_chat_with_no_flags_answers_in_korean():
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert len(lines) == 1 and len(HANGUL.findall(lines[0])) >= 2, r.stdout
+
+
+def test_python_api_reaches_the_shipped_apps():
+    import kogpt2
+
+    for name in kogpt2.__all__:
+        assert getattr(kogpt2, name) is not None, name
+    probs = kogpt2.load_classifier().predict_proba(["배우들 연기가 훌륭하고 정말 감동적이었다", "돈이 아까운 최악의 영화"])
+    assert probs[0, 1] > 0.5 > probs[1, 1]  # columns: negative, positive
+    session = kogpt2.ChatSession(*kogpt2.load_chat_model(), seed=0, max_new_tokens=16)
+    answer = "".join(session.reply("오늘 너무 힘들었어"))
+    assert HANGUL.search(answer) and len(session.history) == 1

@@ -6,6 +6,10 @@ Public API (imported lazily so ``import kogpt2`` stays fast)::
     tok = kogpt2.get_kogpt2_tokenizer()          # bundled tokenizer, or a path
     model = kogpt2.load_model()                   # bundled model, or any HF directory
     print(kogpt2.generate("나는 어두운 숲 속을 거닐고 있다.", model=model, tokenizer=tok))
+    clf = kogpt2.load_classifier()                # bundled NSMC sentiment head
+    print(clf.classify(["정말 재미있는 영화였다"]))
+    chat = kogpt2.ChatSession(*kogpt2.load_chat_model())   # bundled chat adapter
+    print("".join(chat.reply("오늘 너무 피곤해")))
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ _LAZY = {
     "stream_batch": "kogpt2.sampling",
     "SamplingConfig": "kogpt2.sampling",
     "KoGPT2Error": "kogpt2.errors",
+    "load_classifier": "kogpt2.sentiment",
+    "load_chat_model": "kogpt2.chat",
+    "ChatSession": "kogpt2.chat",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]
