@@ -116,10 +116,10 @@ def main() -> None:
 
     measure("unsteered", decoder)
     bow = pplm.load_bow(args.bow, tok)
+    bow_config = pplm.PPLMConfig(**{k: v for k, v in (("stepsize", args.bow_stepsize),
+                                                      ("num_iterations", args.bow_iterations)) if v is not None})
     if not args.no_bow:
-        bow_cfg = {k: v for k, v in (("stepsize", args.bow_stepsize), ("num_iterations", args.bow_iterations))
-                   if v is not None}
-        measure(f"bow {args.bow}", pplm.PPLMDecoder(model, bow, pplm.PPLMConfig(**bow_cfg)))
+        measure(f"bow {args.bow}", pplm.PPLMDecoder(model, bow, bow_config))
     for name in [n for n in ("unsteered", f"bow {args.bow}") if n in rows]:
         rows[name]["relevance"] = topic_share(rows[name]["texts"], bow.words)
 
@@ -155,7 +155,7 @@ def main() -> None:
     ref = rows["unsteered"]
     print(f"\n{len(prompts)} prompts x {args.samples} samples, {args.max_new_tokens} new tokens, "
           f"model {args.model or 'bundled'}, discriminator strength {strength if discrim else '-'}, "
-          f"bow strength stepsize={args.bow_stepsize or 0.03} iterations={args.bow_iterations or 3}")
+          f"bow strength stepsize={bow_config.stepsize} iterations={bow_config.num_iterations}")
     print(f"{'mode':<18} {'relevance':>9} {'P(pos)':>7} {'bpc':>6} {'bpc/ref':>7} {'dist1':>6} {'dist2':>6} "
           f"{'dist3':>6} {'tok/s':>7} {'speed/ref':>9}")
     for name, r in rows.items():
