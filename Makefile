@@ -19,7 +19,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 # Export the bundled model once into the ONNX cache, so `kogpt2 generate` (--backend auto)
 # starts in ONNX Runtime without loading transformers' model code.
-$(VENV)/.onnx-cache: $(VENV)/.installed src/kogpt2/models/kogpt2-mini/model.safetensors
+$(VENV)/.onnx-cache: $(VENV)/.installed src/kogpt2/models/kogpt2-small/model.safetensors
 	$(BIN)/kogpt2 export onnx --cache
 	touch $@
 

@@ -79,7 +79,7 @@ def bpc(model, tok, texts: list[str]) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", help="model directory (default: the bundled kogpt2-mini)")
+    p.add_argument("--model", help="model directory (default: the bundled kogpt2-small)")
     p.add_argument("--bow", default="공포", help="bag of words to steer to (default 공포)")
     p.add_argument("--discrim", help="a discriminator directory (kogpt2 pplm train-discrim)")
     p.add_argument("--nsmc", help="train a discriminator on this NSMC file first (when no --discrim)")

@@ -7,7 +7,7 @@ p50/p99 latency and errors per run; the last line compares the two servers at co
 
     RESULT batched_tok_s=<> sequential_tok_s=<> ratio=<> p99_ms=<> errors=<>
 
-Model: the bundled ``kogpt2-mini`` when present, else a random model of the ``mini`` shape
+Model: the bundled ``kogpt2-small`` when present, else a random model of the ``mini`` shape
 (6 layers, 384 wide) with a tokenizer trained on the test fixture sentences. CPU only, one
 torch thread (the machine is shared)::
 

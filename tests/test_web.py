@@ -39,7 +39,7 @@ def server(tmp_path_factory, tiny_tokenizer):
     model_dir = bundled_model_dir()
     if not (model_dir / "config.json").is_file():
         model_dir = make_tiny_model_dir(tmp_path_factory.mktemp("web"), tiny_tokenizer, n_positions=512)
-    app = create_app(model_dir, ServeConfig(model_name="kogpt2-mini" if model_dir.name == "kogpt2-mini"
+    app = create_app(model_dir, ServeConfig(model_name="kogpt2-small" if model_dir.name == "kogpt2-small"
                                             else "tiny-random"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

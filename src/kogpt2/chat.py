@@ -49,7 +49,7 @@ def bundled_chat_adapter_dir() -> Path:
     """Where the chat adapter for the bundled model is shipped."""
     from kogpt2.paths import PACKAGE_DIR
 
-    return PACKAGE_DIR / "models" / "kogpt2-mini-chat"
+    return PACKAGE_DIR / "models" / "kogpt2-small-chat"
 
 
 # ----------------------------------------------------------------------------- format

@@ -32,6 +32,8 @@ PRESETS: dict[str, Preset] = {
     # mini: sized for 2 CPU cores in hours: about 12.6M parameters with the 16k vocabulary,
     # near compute-optimal (~20 tokens/parameter) for the few 1e15 FLOPs such a run has.
     "mini": Preset(6, 320, 5, 1024, nominal_params=12.6e6, nominal_vocab=16384),
+    # small: the bundled kogpt2-small (27.1M with the 16k vocabulary), trained on one GPU in minutes.
+    "small": Preset(8, 448, 7, 1024, nominal_params=27.1e6, nominal_vocab=16384),
     "base": Preset(12, 768, 12, 1024, nominal_params=125e6),     # GPT-2 117M/124M, KoGPT2 base
     "medium": Preset(24, 1024, 16, 1024, nominal_params=355e6),  # GPT-2 345M
     "large": Preset(36, 1280, 20, 1024, nominal_params=774e6),   # GPT-2 774M

@@ -44,7 +44,7 @@ class FinetuneConfig:
     out: str = ""
     """Output directory (adapter or full model, metrics.csv, loss.png, kogpt2_finetune.json)."""
     model: str | None = None
-    """Base model directory; None = the bundled kogpt2-mini."""
+    """Base model directory; None = the bundled kogpt2-small."""
     full: bool = False
     """Fine-tune every weight instead of LoRA adapters."""
     epochs: int = 3

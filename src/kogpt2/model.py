@@ -72,7 +72,7 @@ def load_model(path: str | Path | None = None, dtype: torch.dtype | str | None =
     """Load a causal LM directory (ours, SKT KoGPT2's, any HF GPT-2/GPT-Neo) in eval mode.
 
     Args:
-        path: model directory; ``None`` = the bundled ``kogpt2-mini``.
+        path: model directory; ``None`` = the bundled ``kogpt2-small``.
         dtype: ``torch.float32`` (default), ``torch.bfloat16``, or their names.
         device: ``cpu`` or ``cuda``.
     """

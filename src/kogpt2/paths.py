@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-BUNDLED_MODEL = "kogpt2-mini"
+BUNDLED_MODEL = "kogpt2-small"
 
 
 def bundled_model_dir() -> Path:

@@ -448,7 +448,7 @@ def stream(prompt: str, model: Any = None, tokenizer: Any = None, *, attribute: 
     return sampling.stream(prompt, model=decoder, tokenizer=tok, config=config, **overrides)
 
 
-SHIPPED_DISCRIMINATORS = {"sentiment": "kogpt2-mini-pplm-sentiment"}
+SHIPPED_DISCRIMINATORS = {"sentiment": "kogpt2-small-pplm-sentiment"}
 """Discriminators for the bundled model shipped in the package (``--discrim sentiment``)."""
 
 

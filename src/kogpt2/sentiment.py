@@ -41,7 +41,7 @@ def bundled_head_dir() -> Path:
     """Where the sentiment head for the bundled model is shipped."""
     from kogpt2.paths import PACKAGE_DIR
 
-    return PACKAGE_DIR / "models" / "kogpt2-mini-sentiment"
+    return PACKAGE_DIR / "models" / "kogpt2-small-sentiment"
 
 
 class Prediction(NamedTuple):
@@ -251,7 +251,7 @@ def load_classifier(path: str | Path | None = None, model: str | Path | None = N
     """Load a sentiment head written by ``kogpt2 finetune sentiment``.
 
     Args:
-        path: the head directory (None = the bundled ``kogpt2-mini-sentiment``).
+        path: the head directory (None = the bundled ``kogpt2-small-sentiment``).
         model: base model for a LoRA head (default: the base recorded in the head, else the
             bundled model); its fingerprint must match the one the head was trained on.
 

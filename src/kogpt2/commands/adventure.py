@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--genre", default="fantasy", help="fantasy (default), horror, sci-fi or mystery")
     parser.add_argument("--protagonist", metavar="NAME", help="the hero's name (default: drawn from the genre)")
     parser.add_argument("--goal", metavar="TEXT", help="the hero's goal, e.g. \"용을 물리치는 것\"")
-    parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-mini)")
+    parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-small)")
     parser.add_argument("--load", metavar="FILE", help="continue a saved game (its settings are used)")
     parser.add_argument("--no-pplm", action="store_true", help="do not steer the story toward the genre")
     add_sampling_arguments(parser, max_new_tokens=60)

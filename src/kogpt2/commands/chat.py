@@ -21,7 +21,7 @@ from kogpt2.errors import KoGPT2Error
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
-                        help="base model directory, or a fully fine-tuned chat model (default: bundled kogpt2-mini)")
+                        help="base model directory, or a fully fine-tuned chat model (default: bundled kogpt2-small)")
     parser.add_argument("--adapter", default=None,
                         help="chat adapter from `kogpt2 finetune chat` (default: the bundled one, with the "
                              "bundled model)")

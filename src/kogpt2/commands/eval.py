@@ -16,7 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("bpc", help="bits per character of text files under a model",
                        description="Bits per character: each document scored from </s> within the model's "
                                    "context, long documents by sliding windows (tokenizer-independent).")
-    p.add_argument("--model", default=None, help="model directory (default: the bundled kogpt2-mini)")
+    p.add_argument("--model", default=None, help="model directory (default: the bundled kogpt2-small)")
     p.add_argument("--text", nargs="+", required=True, help="text/jsonl files, directories or globs")
     p.add_argument("--n-ctx", type=int, default=None, help="window length (default: the model's positions)")
     p.add_argument("--stride", type=int, default=None, help="window step for long documents (default n_ctx/2)")

@@ -27,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     onnx.set_defaults(func=run_onnx)
     hf = sub.add_parser("hf", help="a compact inference-only HF directory (bf16 weights, no trainer state)",
                         description="Release a training checkpoint as a Hugging Face directory, e.g. the "
-                                    "bundled model: kogpt2 export hf runs/mini/step_0000900 src/kogpt2/models/kogpt2-mini")
+                                    "bundled model: kogpt2 export hf runs/mini/step_0000900 src/kogpt2/models/kogpt2-small")
     hf.add_argument("model", metavar="DIR", help="checkpoint directory (e.g. runs/mini/step_0001000)")
     hf.add_argument("out", metavar="OUT", help="output directory (replaced atomically)")
     hf.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="storage dtype")

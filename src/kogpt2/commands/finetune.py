@@ -18,7 +18,7 @@ import argparse
 def _common(p: argparse.ArgumentParser, max_len: int, batch_size: int, eval_interval: int) -> None:
     p.add_argument("--data", required=True, help="training data file")
     p.add_argument("--out", required=True, help="output directory (adapter or model, metrics.csv, loss.png)")
-    p.add_argument("--model", default=None, help="base model directory (default: the bundled kogpt2-mini)")
+    p.add_argument("--model", default=None, help="base model directory (default: the bundled kogpt2-small)")
     p.add_argument("--full", action="store_true", help="fine-tune every weight instead of LoRA adapters")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--max-steps", type=int, default=None, help="stop after N optimizer steps")

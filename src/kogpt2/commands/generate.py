@@ -26,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``generate`` arguments."""
     parser.add_argument("prompt", nargs="?", help="prompt text ('' starts a new document from </s>)")
     parser.add_argument("--prompts", metavar="FILE", help="a file with one prompt per line (instead of PROMPT)")
-    parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-mini)")
+    parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-small)")
     from kogpt2.commands.sampling_args import add_sampling_arguments
 
     add_sampling_arguments(parser, {"max_new_tokens": "64", "seed": "random"})

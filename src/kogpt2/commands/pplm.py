@@ -78,7 +78,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(see `kogpt2 pplm train-discrim --help`)")
     parser.add_argument("prompt", nargs="?", help="prompt text")
     parser.add_argument("--prompts", metavar="FILE", help="one prompt per line (instead of PROMPT)")
-    parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-mini)")
+    parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-small)")
     a = parser.add_argument_group("attribute (exactly one)")
     a.add_argument("--bow", metavar="NAME", help="a shipped bag of words: 판타지 공포 과학 군사 정치 종교 우주 기술 로맨스 음식")
     a.add_argument("--bow-file", metavar="FILE", help="your own word list, one word per line")
@@ -114,7 +114,7 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, metavar="FILE",
                         help="id<TAB>document<TAB>label file with a header (NSMC ratings_train.txt)")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory to write the discriminator to")
-    parser.add_argument("--model", metavar="DIR", help="the LM to steer later (default: the bundled kogpt2-mini)")
+    parser.add_argument("--model", metavar="DIR", help="the LM to steer later (default: the bundled kogpt2-small)")
     parser.add_argument("--max-examples", type=int, default=10000, help="balanced sample size (default 10000)")
     parser.add_argument("--valid-fraction", type=float, default=0.1, help="held-out share (default 0.1)")
     parser.add_argument("--epochs", type=int, default=300, help="full-batch Adam steps on the head (default 300)")

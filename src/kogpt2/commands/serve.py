@@ -17,7 +17,7 @@ from kogpt2.errors import KoGPT2Error
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="model directory (default: the bundled kogpt2-mini)")
+    parser.add_argument("--model", default=None, help="model directory (default: the bundled kogpt2-small)")
     parser.add_argument("--model-name", default=None, help="id shown in /v1/models (default: directory name)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")

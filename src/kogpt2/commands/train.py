@@ -13,7 +13,7 @@ import dataclasses
 HELP = {
     "data": "shards directory from `kogpt2 data prepare`",
     "out": "run directory for checkpoints (step_*), metrics.csv and loss.png",
-    "preset": "model preset: mini, base, medium, large, xl, 2.7b, gpt3-mini, gpt3-base, ...",
+    "preset": "model preset: mini, small, base, medium, large, xl, 2.7b, gpt3-mini, gpt3-base, ...",
     "n_ctx": "training context length (<= the preset's positions; e.g. 384, 1024, 2048)",
     "batch_size": "sequences per micro-batch per process",
     "grad_accum": "micro-batches per optimizer step, over all processes (must divide by WORLD_SIZE)",
@@ -52,6 +52,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                     int if isinstance(default, int) or "int" in str(f.type) else str)
             parser.add_argument(flag, type=kind, default=default,
                                 help=HELP.get(f.name, "") + (f" (default: {default})" if default not in (None, "") else ""))
+    for name, what in (("n_layer", "transformer blocks"), ("n_embd", "hidden width"), ("n_head", "attention heads")):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=None,
+                            help=f"{what}, overriding the preset's")
     parser.set_defaults(func=run)
 
 
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from kogpt2.train import TrainConfig, train
 
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"overrides"}
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    overrides = {k: getattr(args, k) for k in ("n_layer", "n_embd", "n_head") if getattr(args, k, None) is not None}
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}, overrides=overrides)
     train(cfg)
     return 0
