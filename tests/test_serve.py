@@ -275,7 +275,7 @@ AUTH = {"Authorization": "Bearer test-key"}
 def _metric(base: str, name: str) -> float:
     import httpx
 
-    for line in httpx.get(base + "/metrics").text.splitlines():
+    for line in httpx.get(base + "/metrics", headers=AUTH).text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):
             return float(line.split()[-1])
     return 0.0
