@@ -67,13 +67,22 @@ class ServeConfig:
     """Origins allowed by CORS; empty = CORS off."""
     allowed_hosts: list[str] | None = None
     """Host header values accepted (port ignored; ``*`` = any); ``None`` = no check."""
+    keep_alive_s: float = 5.0
+    """Seconds an idle keep-alive connection stays open (uvicorn's ``timeout_keep_alive``)."""
+    max_connections: int = 128
+    """Most open connections and requests at once; beyond it uvicorn answers 503 (``limit_concurrency``)."""
+    max_header_kb: int = 16
+    """Largest request head in KiB (uvicorn's ``h11_max_incomplete_event_size``)."""
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be >= 1, got {getattr(self, name)}" for name in
-                    ("max_batch", "max_queue", "max_tokens_cap", "default_max_tokens", "n_cap", "max_body_bytes")
+                    ("max_batch", "max_queue", "max_tokens_cap", "default_max_tokens", "n_cap", "max_body_bytes",
+                     "max_connections", "max_header_kb")
                     if getattr(self, name) < 1]
         if not math.isfinite(self.max_wait_ms) or self.max_wait_ms < 0:
             problems.append(f"max_wait_ms must be a finite number >= 0, got {self.max_wait_ms}")
+        if not math.isfinite(self.keep_alive_s) or self.keep_alive_s <= 0:
+            problems.append(f"keep_alive_s must be a finite number > 0, got {self.keep_alive_s}")
         if self.default_max_tokens > self.max_tokens_cap:
             problems.append(f"default_max_tokens ({self.default_max_tokens}) exceeds max_tokens_cap "
                             f"({self.max_tokens_cap})")
