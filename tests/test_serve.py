@@ -344,3 +344,147 @@ def test_openai_client(live):
         client.completions.create(model="tiny", prompt="가", temperature=3)
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0).models.list()
+
+
+# --- reliability: one bad row, bad bodies, auth everywhere, Host allow-list ------------------------
+class PoisonedDecoder:
+    """Wraps a decoder so that a batch holding a long prompt (>= ``min_len`` tokens) raises at step 3.
+
+    Stands in for any per-row crash (a sampler bug, a bad value): the batcher must end that row's
+    request only, and finish its batch-mates with their text intact.
+    """
+
+    def __init__(self, inner, min_len: int = 20) -> None:
+        self.inner, self.min_len = inner, min_len
+        self.context, self.vocab_size = inner.context, inner.vocab_size
+        self.poisoned: list[bool] = []
+        self.step = 0
+        self.failures = 0
+
+    def forward_step(self, input_ids, past, attention_mask, position_ids):
+        if past is None:
+            self.poisoned, self.step = (attention_mask.sum(-1) >= self.min_len).tolist(), 0
+        self.step += 1
+        if self.step >= 3 and any(self.poisoned):
+            self.failures += 1
+            raise RuntimeError("poisoned row")
+        return self.inner.forward_step(input_ids, past, attention_mask, position_ids)
+
+    def reorder(self, past, index):
+        self.poisoned = [self.poisoned[i] for i in index.tolist()]
+        return self.inner.reorder(past, index)
+
+
+def test_a_failing_row_fails_its_request_only(tiny_model_dir, caplog):
+    app = create_app(tiny_model_dir, ServeConfig(max_wait_ms=400, max_batch=8, max_tokens_cap=40, default_max_tokens=8))
+    with TestClient(app) as c:
+        batcher = app.state.kogpt2.batcher
+        batcher.decoder = PoisonedDecoder(batcher.decoder)
+        good = {"max_tokens": 12, "temperature": 0}
+        bodies = [dict(good, prompt="하늘"), dict(good, prompt="바다", stream=True),
+                  {"prompt": "독 " * 10, "max_tokens": 12, "temperature": 0}, dict(good, prompt="나무", n=2)]
+        with ThreadPoolExecutor(4) as pool:
+            rs = list(pool.map(lambda b: c.post("/v1/completions", json=b), bodies))
+    assert batcher.decoder.failures >= 2  # failed in the batch, then alone
+    assert [r.status_code for r in rs] == [200, 200, 500, 200]
+    err = rs[2].json()["error"]
+    assert err["code"] == "generation_failed" and err["type"] == "server_error"
+    assert rs[2].headers["x-request-id"] in err["message"]
+    assert rs[2].headers["x-request-id"] in caplog.text  # every 5xx is logged with its request id
+    alone = {p: generate(p, tiny_model_dir, max_new_tokens=12, do_sample=False) for p in ("하늘", "바다", "나무")}
+    assert rs[0].json()["choices"][0]["text"] == alone["하늘"]
+    events = _sse(rs[1].text)
+    assert events[-1] == "[DONE]"
+    assert "".join(e["choices"][0]["text"] for e in events[:-1] if e["choices"]) == alone["바다"]
+    assert [ch["text"] for ch in rs[3].json()["choices"]] == [alone["나무"]] * 2
+
+
+def test_a_failing_stream_ends_with_an_error_event(tiny_model_dir):
+    app = create_app(tiny_model_dir, ServeConfig(max_tokens_cap=40, default_max_tokens=8))
+    with TestClient(app) as c:
+        batcher = app.state.kogpt2.batcher
+        batcher.decoder = PoisonedDecoder(batcher.decoder)
+        r = c.post("/v1/completions", json={"prompt": "독 " * 10, "max_tokens": 12, "stream": True})
+    assert r.status_code == 200  # the stream had started; its end says what went wrong
+    last = _sse(r.text)[-1]
+    assert last["error"]["code"] == "generation_failed" and "[DONE]" not in r.text
+
+
+def test_tiny_temperature_does_not_fail_its_neighbour(client, tiny_model_dir):
+    bodies = [{"prompt": "나는 어두운 숲 속을", "max_tokens": 20, "temperature": 0},
+              {"prompt": "a", "temperature": 1e-300, "max_tokens": 4}]
+    with ThreadPoolExecutor(2) as pool:
+        rs = list(pool.map(lambda b: client.post("/v1/completions", json=b), bodies))
+    assert rs[0].status_code == 200
+    assert rs[0].json()["choices"][0]["text"] == generate("나는 어두운 숲 속을", tiny_model_dir, max_new_tokens=20,
+                                                         do_sample=False)
+    assert rs[1].status_code in (200, 422), rs[1].text
+
+
+@pytest.mark.parametrize("raw", [b'{"prompt": "\\ud800 abc"}', b'{"prompt": "\xed\xa0\x80 abc"}',
+                                 '{"prompt": "안녕"}'.encode("cp949"), b'{"prompt": "\xff"}'])
+def test_bodies_must_be_unicode_text(client, raw):
+    r = client.post("/v1/completions", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["code"] == "invalid_encoding"
+
+
+def test_escaped_text_is_fine(client):
+    r = client.post("/v1/completions", content=b'{"prompt": "\\uac00\\ub098 \\ud83d\\ude00", "max_tokens": 2}',
+                    headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text  # a surrogate pair is text (an emoji)
+
+
+def test_value_errors_in_validation_are_422(client, monkeypatch):
+    import kogpt2.sampling
+
+    def refuse(**kwargs):
+        raise ValueError("top_k is too large")
+
+    monkeypatch.setattr(kogpt2.sampling, "SamplingConfig", refuse)
+    r = client.post("/v1/completions", json={"prompt": "가"})
+    assert r.status_code == 422 and "top_k" in r.json()["error"]["message"]
+
+
+def test_unexpected_errors_are_500_json_and_logged(tiny_model_dir, caplog):
+    app = create_app(tiny_model_dir)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        app.state.kogpt2.count_tokens = lambda text: 1 / 0
+        r = c.post("/v1/completions", json={"prompt": "가"})
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert "Traceback" not in r.text and r.headers["x-request-id"] in caplog.text
+
+
+def test_api_key_guards_every_route_but_health_and_page(tiny_model_dir):
+    with TestClient(create_app(tiny_model_dir, ServeConfig(api_key="k3y"))) as c:
+        for path in ("/metrics", "/openapi.json", "/docs", "/v1/models", "/v1/models/x", "/anything"):
+            assert c.get(path).status_code == 401, path
+        assert c.post("/api/classify", json={"input": "좋아"}).status_code == 401
+        assert c.post("/v1/completions", json={"prompt": "가"}).status_code == 401
+        for path in ("/health", "/", "/static/app.js"):
+            assert c.get(path).status_code == 200, path
+        key = {"Authorization": "Bearer k3y"}
+        assert c.get("/metrics", headers=key).status_code == 200
+        assert c.get("/openapi.json", headers=key).status_code == 200
+        assert c.get("/docs", headers=key).status_code == 404  # its page needs a CDN: not served
+    with pytest.raises(KoGPT2Error, match="api_key"):
+        ServeConfig(api_key=" ")
+
+
+def test_host_allow_list(tiny_model_dir):
+    cfg = ServeConfig(allowed_hosts=["localhost", "127.0.0.1", "::1"])
+    with TestClient(create_app(tiny_model_dir, cfg)) as c:
+        assert c.get("/health").status_code == 400  # Host: testserver
+        assert c.get("/health", headers={"Host": "evil.example:8000"}).json()["error"]["code"] == "invalid_host"
+        for host in ("localhost:8000", "127.0.0.1", "[::1]:8000", "LOCALHOST"):
+            assert c.get("/health", headers={"Host": host}).status_code == 200, host
+    with TestClient(create_app(tiny_model_dir, ServeConfig(allowed_hosts=["*"]))) as c:
+        assert c.get("/health").status_code == 200
+
+
+@pytest.mark.parametrize("kwargs", [dict(max_wait_ms=float("nan")), dict(max_wait_ms=-1), dict(keep_alive_s=0),
+                                    dict(max_connections=0), dict(allowed_hosts=[])])
+def test_bad_server_numbers(kwargs):
+    with pytest.raises(KoGPT2Error):
+        ServeConfig(**kwargs)

@@ -128,7 +128,7 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
     if chat_adapter is not None:
         from kogpt2.chat import load_chat_model
 
-        chat = load_chat_model(model_dir, chat_adapter)
+        chat = load_chat_model(model_dir if model_dir is not None else bundled_model_dir(), chat_adapter)
     state = _State(cfg, name, model, tokenizer, classifier, chat)
 
     @asynccontextmanager
