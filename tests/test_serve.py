@@ -488,3 +488,73 @@ def test_host_allow_list(tiny_model_dir):
 def test_bad_server_numbers(kwargs):
     with pytest.raises(KoGPT2Error):
         ServeConfig(**kwargs)
+
+
+def test_live_disconnect_of_a_plain_request_frees_its_row(live):
+    import httpx
+
+    base, _ = live
+    before = _metric(base, "kogpt2_cancelled_rows_total")
+    body = {"prompt": "끝없이", "max_tokens": 900, "temperature": 0}  # not streamed
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up after 1 s and closes the connection
+        httpx.post(base + "/v1/completions", json=body, headers=AUTH, timeout=httpx.Timeout(60, read=1.0))
+    left = time.monotonic()
+    while _metric(base, "kogpt2_cancelled_rows_total") <= before and time.monotonic() - left < 5:
+        time.sleep(0.05)
+    freed = time.monotonic() - left
+    assert _metric(base, "kogpt2_cancelled_rows_total") == before + 1
+    assert _metric(base, "kogpt2_active_rows") == 0
+    assert freed < 1.0, f"the row left the batch {freed:.2f} s after the client"
+
+
+# --- the chat adapter ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chat_adapter_dir(tmp_path_factory, tiny_model_dir):
+    """A tiny LoRA chat adapter with random (non-zero) weights, saved as `kogpt2 finetune chat` does."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from kogpt2.finetune import META_FILE, model_fingerprint
+    from kogpt2.model import load_model
+
+    base = load_model(tiny_model_dir)
+    out = tmp_path_factory.mktemp("chat_adapter")
+    peft = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["c_attn"], fan_in_fan_out=True))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in peft.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.5)
+    peft.save_pretrained(out)
+    (out / META_FILE).write_text(json.dumps({"task": "chat", "mode": "lora", "base_model": str(tiny_model_dir),
+                                             "base_fingerprint": model_fingerprint(load_model(tiny_model_dir))}))
+    return out
+
+
+def test_chat_uses_the_chat_adapter(tiny_model_dir, chat_adapter_dir, client):
+    from kogpt2.chat import load_chat_model
+
+    body = {"messages": [{"role": "user", "content": "오늘 날씨 어때"}], "max_tokens": 12, "temperature": 0}
+    with TestClient(create_app(tiny_model_dir, ServeConfig(**CAPS), chat_adapter=chat_adapter_dir)) as c:
+        served = c.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+        plain = c.post("/v1/completions", json={"prompt": "하늘", "max_tokens": 12, "temperature": 0}).json()
+        assert c.get("/health").json()["chat_adapter"] is True
+    prompt = render_chat([("user", "오늘 날씨 어때")])
+    merged, tok = load_chat_model(tiny_model_dir, chat_adapter_dir)
+    assert served == generate(prompt, merged, tok, max_new_tokens=12, do_sample=False)
+    base = client.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+    assert served != base  # the adapter changes the answer
+    assert plain["choices"][0]["text"] == generate("하늘", tiny_model_dir, max_new_tokens=12, do_sample=False)
+
+
+def test_load_chat_model_applies_the_bundled_adapter(tiny_model_dir, chat_adapter_dir, monkeypatch):
+    import torch
+
+    import kogpt2.chat
+    from kogpt2.model import load_model
+
+    monkeypatch.setattr(kogpt2.chat, "bundled_chat_adapter_dir", lambda: chat_adapter_dir)
+    model, _ = kogpt2.chat.load_chat_model()
+    base = load_model(tiny_model_dir)
+    w, w0 = model.transformer.h[0].attn.c_attn.weight, base.transformer.h[0].attn.c_attn.weight
+    assert w.shape == w0.shape and not torch.equal(w, w0)
