@@ -378,26 +378,30 @@ class _Call:
 
     async def _events(self, request: Request) -> AsyncIterator[tuple[str, Any]]:
         """``("chunks", [(row, text)])`` and ``("end", row)`` until every row ended;
-        stops early (cancelling the rows) if the client goes away."""
-        while True:
-            try:
-                kind, payload = await asyncio.wait_for(self.ticket.events.get(), timeout=0.5)
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    self.batcher.forget(self.ticket)
+        stops early (the rows cancelled) as soon as the client goes away."""
+        watcher = asyncio.ensure_future(self._watch_disconnect(request))
+        try:
+            while True:
+                kind, payload = await self.ticket.events.get()
+                if kind == "gone":
                     return
-                continue
-            if kind == "chunks":
-                for i, text in payload:
-                    self.texts[i] += text
-                yield kind, payload
-            elif kind == "end":
-                i, self.reasons[i], self.tokens[i] = payload
-                yield kind, i
-            elif kind == "done":
-                return
-            else:
-                raise RuntimeError(payload)
+                async for event in self._event(kind, payload):
+                    yield event
+                if kind == "done":
+                    return
+        finally:
+            watcher.cancel()
+
+    async def _event(self, kind: str, payload: Any) -> AsyncIterator[tuple[str, Any]]:
+        if kind == "chunks":
+            for i, text in payload:
+                self.texts[i] += text
+            yield kind, payload
+        elif kind == "end":
+            i, self.reasons[i], self.tokens[i] = payload
+            yield kind, i
+        elif kind == "error":
+            raise RuntimeError(payload)
 
     def _usage(self) -> dict:
         self.st.metrics.latency.labels(self.endpoint).observe(time.perf_counter() - self.started)
@@ -410,6 +414,7 @@ class _Call:
         while (await request.receive())["type"] != "http.disconnect":
             pass
         self.batcher.forget(self.ticket)
+        self.ticket.events.put_nowait(("gone", None))
 
     def _failed(self, e: Exception) -> dict:
         self.batcher.forget(self.ticket)
@@ -418,7 +423,6 @@ class _Call:
         return error_body(f"generation failed (request {rid}): {e}", "server_error", code="generation_failed")
 
     async def collect(self, request: Request) -> dict:
-        watcher = asyncio.ensure_future(self._watch_disconnect(request))
         try:
             async for _ in self._events(request):
                 pass
@@ -428,8 +432,6 @@ class _Call:
         except asyncio.CancelledError:
             self.batcher.forget(self.ticket)
             raise
-        finally:
-            watcher.cancel()
         usage = self._usage()
         rows = enumerate(zip(self.texts, self.reasons))
         if self.chat:
