@@ -558,3 +558,83 @@ def test_load_chat_model_applies_the_bundled_adapter(tiny_model_dir, chat_adapte
     base = load_model(tiny_model_dir)
     w, w0 = model.transformer.h[0].attn.c_attn.weight, base.transformer.h[0].attn.c_attn.weight
     assert w.shape == w0.shape and not torch.equal(w, w0)
+
+
+# --- `kogpt2 serve` itself, as a user starts it ----------------------------------------------------
+def _kogpt2(*args: str, **kwargs):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("KOGPT2_API_KEY", None)
+    return subprocess.Popen([sys.executable, "-m", "kogpt2", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--api-key", ""], "api-key"), (["--api-key", "  "], "api-key"),
+    (["--max-wait-ms", "nan"], "max_wait_ms"), (["--max-batch", "0"], "max_batch"),
+    (["--keep-alive-s", "-1"], "keep_alive_s"), (["--port", "0"], "--port")])
+def test_serve_refuses_bad_settings_in_one_line(tiny_model_dir, flags, message):
+    proc = _kogpt2("serve", "--model", str(tiny_model_dir), "--port", str(_free_port()), *flags)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_serve_port_in_use_is_one_line(tiny_model_dir):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        proc = _kogpt2("serve", "--model", str(tiny_model_dir), "--port", str(busy.getsockname()[1]))
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and err.startswith("error: cannot listen on 127.0.0.1:") and err.count("\n") == 1
+
+
+def test_kogpt2_serve_end_to_end(tiny_model_dir, chat_adapter_dir):
+    import httpx
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = _kogpt2("serve", "--model", str(tiny_model_dir), "--port", str(port), "--api-key", "e2e",
+                   "--chat-adapter", str(chat_adapter_dir), "--max-wait-ms", "5", "--threads", "1")
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        key = {"Authorization": "Bearer e2e"}
+        done = httpx.post(base + "/v1/completions", json={"prompt": "하늘", "max_tokens": 8, "temperature": 0},
+                          headers=key, timeout=60)
+        assert done.status_code == 200, done.text
+        assert done.json()["choices"][0]["text"] == generate("하늘", tiny_model_dir, max_new_tokens=8, do_sample=False)
+        chat = httpx.post(base + "/v1/chat/completions", headers=key, timeout=60,
+                          json={"messages": [{"role": "user", "content": "오늘 날씨 어때"}], "max_tokens": 12,
+                                "temperature": 0})
+        from kogpt2.chat import load_chat_model
+
+        merged, tok = load_chat_model(tiny_model_dir, chat_adapter_dir)
+        want = generate(render_chat([("user", "오늘 날씨 어때")]), merged, tok, max_new_tokens=12, do_sample=False)
+        assert chat.json()["choices"][0]["message"]["content"] == want
+        probes = [httpx.post(base + "/v1/completions", content=b'{"prompt": "\\ud800 abc"}', headers=key),
+                  httpx.post(base + "/v1/completions", content=b'{"prompt": "\xed\xa0\x80"}', headers=key),
+                  httpx.get(base + "/metrics"), httpx.get(base + "/openapi.json"),
+                  httpx.get(base + "/health", headers={"Host": "attacker.example"})]
+        assert [p.status_code for p in probes] == [400, 400, 401, 401, 400]
+        assert all(set(p.json()["error"]) == {"message", "type", "param", "code"} for p in probes)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err

@@ -73,10 +73,11 @@ def run(args: argparse.Namespace) -> int:
     if key is not None and (not key.strip() or key != key.strip()):
         raise KoGPT2Error("--api-key (or KOGPT2_API_KEY) is empty or has surrounding spaces; give a real key, "
                           "or leave it unset to serve without one")
-    cfg = ServeConfig(**dataclass_kwargs(ServeConfig, args), model_name=args.model_name,
-                      default_max_tokens=min(64, max(1, args.max_tokens_cap)),
-                      max_body_bytes=args.max_body_kb * 1024, api_key=key, cors_origins=args.cors_origin,
-                      allowed_hosts=args.allowed_hosts or (LOOPBACK_HOSTS if _is_loopback(args.host) else None))
+    settings = dataclass_kwargs(ServeConfig, args)
+    settings.update(default_max_tokens=min(64, max(1, args.max_tokens_cap)), max_body_bytes=args.max_body_kb * 1024,
+                    api_key=key, cors_origins=args.cors_origin,
+                    allowed_hosts=args.allowed_hosts or (LOOPBACK_HOSTS if _is_loopback(args.host) else None))
+    cfg = ServeConfig(**settings)
     sock = bind(args.host, args.port)
     try:
         classifier = load_sentiment(args.sentiment) if args.sentiment else None
