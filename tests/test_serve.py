@@ -580,10 +580,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags, message", [
-    (["--api-key", ""], "api-key"), (["--api-key", "  "], "api-key"),
-    (["--max-wait-ms", "nan"], "max_wait_ms"), (["--max-batch", "0"], "max_batch"),
-    (["--keep-alive-s", "-1"], "keep_alive_s"), (["--port", "0"], "--port")])
+    (["--api-key", ""], "api-key"), (["--max-wait-ms", "nan"], "max_wait_ms"),
+    (["--max-batch", "0"], "max_batch"), (["--port", "0"], "--port")])
 def test_serve_refuses_bad_settings_in_one_line(tiny_model_dir, flags, message):
     proc = _kogpt2("serve", "--model", str(tiny_model_dir), "--port", str(_free_port()), *flags)
     out, err = proc.communicate(timeout=120)
@@ -591,6 +591,7 @@ def test_serve_refuses_bad_settings_in_one_line(tiny_model_dir, flags, message):
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_serve_port_in_use_is_one_line(tiny_model_dir):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -600,6 +601,7 @@ def test_serve_port_in_use_is_one_line(tiny_model_dir):
     assert proc.returncode == 2 and err.startswith("error: cannot listen on 127.0.0.1:") and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_kogpt2_serve_end_to_end(tiny_model_dir, chat_adapter_dir):
     import httpx
 
