@@ -604,7 +604,7 @@ def train(cfg: TrainConfig) -> Path | None:
 
 
 def _print_sample(model, tokenizer, prompt: str, step: int) -> None:
-    """Print a 48-token continuation of ``prompt``, sampled on the model's own device.
+    """Print a continuation of ``prompt`` (48 tokens at most), sampled on the model's own device.
 
     A failure here is a bug in the sampler or the model, so it is raised, not hidden.
     """
@@ -615,10 +615,11 @@ def _print_sample(model, tokenizer, prompt: str, step: int) -> None:
     device = next(model.parameters()).device
     # NOTE: the sampler's ``device=`` (generation engine) is passed only off the CPU, its default.
     where = {} if device.type == "cpu" else {"device": str(device)}
+    positions = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
     was_training = model.training
     model.eval()
     try:
-        text = generate(prompt, model=model, tokenizer=tokenizer, max_new_tokens=48, top_p=0.9,
+        text = generate(prompt, model=model, tokenizer=tokenizer, max_new_tokens=min(48, positions // 2), top_p=0.9,
                         repetition_penalty=1.2, seed=step, **where)
     finally:
         model.train(was_training)
