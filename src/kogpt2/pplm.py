@@ -226,10 +226,9 @@ def bow_names() -> list[str]:
 
 def read_word_list(path: str | Path) -> list[str]:
     """Words of a list file: one per line, ``#`` starts a comment, blank lines skipped."""
-    p = Path(path)
-    if not p.is_file():
-        raise KoGPT2Error(f"word list not found: {p}")
-    lines = (l.split("#", 1)[0].strip() for l in p.read_text(encoding="utf-8").splitlines())
+    from kogpt2.textio import read_text
+
+    lines = (l.split("#", 1)[0].strip() for l in read_text(path, "word list").splitlines())
     return [l for l in lines if l]
 
 

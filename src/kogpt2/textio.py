@@ -36,8 +36,8 @@ def decode_text(data: bytes, path: str | Path, what: str) -> str:
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
         raise KoGPT2Error(f"{what} {path} is not UTF-8 (byte 0x{data[e.start]:02x} on line {line}); "
-                          f"if it is CP949/EUC-KR, convert it: iconv -f cp949 -t utf-8 {path} > utf8.txt"
-                          ) from None
+                          f"if it is CP949/EUC-KR, convert it: iconv -f cp949 -t utf-8 {path} > "
+                          f"{Path(path).with_suffix('.utf8' + Path(path).suffix)}") from None
 
 
 def read_text(path: str | Path, what: str = "file") -> str:

@@ -56,6 +56,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _prepare(args: argparse.Namespace) -> int:
     from kogpt2.data import prepare, summary
     from kogpt2.data_clean import read_exclude_file
+    from kogpt2.validate import output_dir
+
+    output_dir(args.out)
 
     rules = list(args.exclude)
     for f in args.exclude_file:

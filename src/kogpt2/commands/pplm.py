@@ -18,7 +18,6 @@ import argparse
 import json
 import random
 import sys
-from pathlib import Path
 
 from kogpt2.errors import KoGPT2Error
 
@@ -139,8 +138,9 @@ def _attribute(args: argparse.Namespace, tokenizer):
     if args.label:
         raise KoGPT2Error("--class only applies with --discrim")
     if args.bow_file:
-        if not Path(args.bow_file).is_file():
-            raise KoGPT2Error(f"--bow-file not found: {args.bow_file}")
+        from kogpt2.validate import existing_file
+
+        existing_file(args.bow_file, "--bow-file")
         return pplm.load_bow(args.bow_file, tokenizer)
     return pplm.load_bow(args.bow, tokenizer)
 
