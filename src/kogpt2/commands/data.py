@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-from kogpt2.errors import KoGPT2Error
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="{prepare,inspect}")
@@ -75,7 +73,8 @@ def _prepare(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from kogpt2.data import inspect
 
-    if args.n < 0:
-        raise KoGPT2Error(f"--n must be >= 0, got {args.n}")
+    from kogpt2.validate import check_numbers
+
+    check_numbers(n=(args.n, ">= 0"), max_chars=(args.max_chars, ">= 1"))
     print(inspect(args.data_dir, n=args.n, split=args.split, max_chars=args.max_chars, seed=args.seed))
     return 0

@@ -47,9 +47,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from kogpt2.tokenizer import train_tokenizer, tokenizer_hash
-    from kogpt2.validate import output_dir
+    from kogpt2.validate import check_numbers, output_dir
 
     output_dir(args.out)
+    check_numbers(limit_alphabet=(args.limit_alphabet, ">= 0"), min_frequency=(args.min_frequency, ">= 1"))
 
     tok = train_tokenizer(args.files, vocab_size=args.vocab_size, limit_alphabet=args.limit_alphabet,
                           min_frequency=args.min_frequency, out_dir=args.out)
