@@ -96,6 +96,10 @@ class PPLMConfig:
             p.append(f"gm_scale must be in [0, 1], got {self.gm_scale}")
         if self.grad_length < 0:
             p.append(f"grad_length must be >= 0, got {self.grad_length}")
+        from kogpt2.validate import number_problems
+
+        p += number_problems(stepsize=(self.stepsize, ">= 0"), gamma=(self.gamma, ">= 0"),
+                             kl_scale=(self.kl_scale, ">= 0"))
         if p:
             raise KoGPT2Error("invalid PPLM options: " + "; ".join(p))
 
