@@ -50,7 +50,7 @@ def test_config_with_more_layers_than_the_weights(tiny_model_dir, tmp_path):
 @pytest.mark.parametrize("edit,needle", [
     (lambda d: (d / "config.json").write_text('{"model_type": "nope"}'), "model_type 'nope'"),
     (lambda d: (d / "config.json").write_text("[1, 2]"), "not an object"),
-    (lambda d: (d / "config.json").unlink(), "has no config.json"),
+    (lambda d: (d / "config.json").unlink(), "is missing config.json"),
     (lambda d: (d / "model.safetensors").unlink(), "has no weights"),
     (lambda d: (d / "tokenizer.json").unlink(), "has no tokenizer.json"),
 ])

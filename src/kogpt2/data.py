@@ -532,9 +532,10 @@ def read_meta(data_dir: str | Path) -> dict:
     Raises:
         KoGPT2Error: missing, unreadable or of another format, with the command that fixes it.
     """
-    from kogpt2.validate import existing_dir
-
-    path = existing_dir(data_dir, "data directory", "written by `kogpt2 data prepare`") / "meta.json"
+    if Path(data_dir).is_file():
+        raise KoGPT2Error(f"data directory {data_dir} is a file, not a directory; give the directory written "
+                          "by `kogpt2 data prepare`")
+    path = Path(data_dir) / "meta.json"
     fix = (f"run `kogpt2 data prepare CORPUS --tokenizer TOK --out {data_dir}` "
            "(an interrupted prepare leaves no meta.json; re-running it resumes)")
     if not path.is_file():
