@@ -24,6 +24,8 @@ HELP = {
     "compile": "torch.compile the model (faster after a one-off compile)",
     "grad_checkpointing": "activation checkpointing (less memory, ~30%% slower)",
     "fsdp": "shard parameters with FSDP2 (for presets that do not fit one device)",
+    "loss_chunk": "tokens per chunk of LM head + cross-entropy, recomputed in backward (0 = all at once; "
+                  "e.g. 4096: no (B, T, vocab) logits in memory, so larger batches fit)",
     "device": "auto, cpu or cuda", "seed": "random seed (data order, init, dropout)",
     "eval_interval": "steps between validation loss / bits-per-char evaluations (0 = no evaluation)",
     "eval_tokens": "validation tokens per evaluation",
