@@ -129,7 +129,7 @@ def test_sigkill_then_resume_equals_uninterrupted(shards, tmp_path, monkeypatch)
 
 
 def test_resumed_metrics_drop_rows_logged_after_the_checkpoint(tmp_path):
-    from kogpt2.train import MetricsLog
+    from kogpt2.metrics import MetricsLog
 
     log = MetricsLog(tmp_path)
     for step in range(1, 8):
