@@ -234,7 +234,8 @@ def measure_cpu_peak_flops(dtype: torch.dtype = torch.bfloat16, n: int = 1024, r
     """
     import time as _time
 
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    gen = torch.Generator().manual_seed(0)  # not the global RNG: a resumed run has just restored it
+    a, b = torch.randn(n, n, dtype=dtype, generator=gen), torch.randn(n, n, dtype=dtype, generator=gen)
     a @ b
     t = _time.perf_counter()
     for _ in range(reps):
