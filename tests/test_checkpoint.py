@@ -1,4 +1,4 @@
-"""Checkpoints: atomic ``step_*`` directories, pruning, trainer-state checks, releases (and ``kogpt2.atomic``)."""
+"""Checkpoints: atomic ``step_*`` directories, pruning, trainer-state checks, releases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 
-from kogpt2.atomic import atomic_dir
 from kogpt2.checkpoint import (default_generation_config, latest_checkpoint, list_checkpoints, load_trainer_state,
                                load_weights, release, save_checkpoint)
 from kogpt2.errors import KoGPT2Error
@@ -34,32 +33,6 @@ def test_save_writes_a_loadable_directory_and_keeps_the_last_k(tiny, tmp_path):
     assert "lm_head.weight" not in weights  # tied: stored once
     torch.testing.assert_close(weights["transformer.wte.weight"], model.transformer.wte.weight)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
-
-
-def test_a_crash_while_writing_leaves_the_previous_directory(tmp_path):
-    out = tmp_path / "dir"
-    with atomic_dir(out) as tmp:
-        (tmp / "a.txt").write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_dir(out) as tmp:
-            (tmp / "a.txt").write_text("half")
-            raise RuntimeError("crash")
-    assert (out / "a.txt").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["dir"]
-    assert oct(out.stat().st_mode & 0o777) != "0o700"  # readable like any directory, not a private temp dir
-
-
-def test_merge_keeps_other_files_and_moves_the_last_suffix_last(tmp_path, monkeypatch):
-    import os
-
-    (tmp_path / "model.safetensors").write_text("weights")
-    moved = []
-    real = os.replace
-    monkeypatch.setattr(os, "replace", lambda a, b: (moved.append(os.path.basename(b)), real(a, b)))
-    with atomic_dir(tmp_path, merge=True, last=(".onnx",)) as tmp:
-        (tmp / "model.onnx").write_text("graph")
-        (tmp / "config.json").write_text("{}")
-    assert moved == ["config.json", "model.onnx"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.onnx", "model.safetensors"]
 
 
 def test_incomplete_and_corrupt_checkpoints_are_clear_errors(tiny, tmp_path):

@@ -124,24 +124,6 @@ def test_sigkill_then_resume_equals_uninterrupted(shards, tmp_path, monkeypatch)
     assert steps == sorted(set(steps))
 
 
-def test_resumed_metrics_drop_rows_logged_after_the_checkpoint(tmp_path):
-    from kogpt2.metrics import MetricsLog
-
-    log = MetricsLog(tmp_path)
-    for step in range(1, 8):
-        log.log(step=step, tokens=step * 10, loss=7.0 - step / 10)
-    log.log(step=5, tokens=50, val_loss=6.0, val_bpc=4.0)
-    log.f.close()
-    # the run was killed after step 7; its last checkpoint was step 5
-    log = MetricsLog(tmp_path, resume_step=5)
-    log.log(step=6, tokens=60, loss=1.0)
-    log.f.close()
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
-    assert [(r["step"], r["loss"]) for r in rows if r["loss"]] == [
-        ("1", "6.9"), ("2", "6.8"), ("3", "6.7"), ("4", "6.6"), ("5", "6.5"), ("6", "1.0")]
-    assert [r["val_bpc"] for r in rows if r["val_bpc"]] == ["4.0"]
-
-
 @pytest.mark.slow
 def test_torchrun_two_process_gloo_matches_single_process(shards, tmp_path):
     single = tiny_cfg(shards, tmp_path / "single", max_steps=6, eval_interval=6, save_interval=6)
