@@ -38,10 +38,11 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "cpu"):
     """
     from transformers import AutoModelForCausalLM
 
-    # NOTE: GPT-Neo has no SDPA path in transformers; it uses its eager attention.
-    attn = {"attn_implementation": "sdpa"} if cfg.shape.arch == "gpt2" else {}
+    from kogpt2.neo_attention import register
+
+    register()  # GPT-Neo through scaled_dot_product_attention, like GPT-2
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(hf_config(cfg), **attn)
+        model = AutoModelForCausalLM.from_config(hf_config(cfg), attn_implementation="sdpa")
     return model
 
 
@@ -79,6 +80,9 @@ def load_model(path: str | Path | None = None, dtype: torch.dtype | str | None =
     from transformers import AutoModelForCausalLM
 
     import kogpt2.modeling_grover  # noqa: F401  registers Grover dirs from `kogpt2 convert tf`
+    from kogpt2.neo_attention import register
+
+    register()  # GPT-Neo directories load with the SDPA attention (transformers' default choice)
 
     if path is None:
         from kogpt2.paths import bundled_model_dir

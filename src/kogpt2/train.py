@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from kogpt2.errors import KoGPT2Error
 
@@ -74,6 +75,9 @@ class TrainConfig:
     """Activation checkpointing (less memory, about 30% slower)."""
     fsdp: bool = False
     """Shard parameters with FSDP2 (for presets that do not fit one device)."""
+    loss_chunk: int = 0
+    """Tokens per chunk of the LM head + cross-entropy (0 = all at once). A chunk's (chunk, vocab) logits are
+    recomputed in the backward pass, so the (B, T, vocab) fp32 logits never exist: less memory, larger batches."""
     device: str = "auto"
     """auto, cpu or cuda."""
     seed: int = 1337
@@ -114,6 +118,8 @@ class TrainConfig:
             problems.append(f"--dtype {self.dtype!r}: choose bf16, fp16 or fp32")
         if self.lr <= 0 or self.warmup_steps < 0:
             problems.append("--lr must be > 0 and --warmup-steps >= 0")
+        if self.loss_chunk < 0 or (self.loss_chunk and self.fsdp):
+            problems.append("--loss-chunk must be >= 0 and cannot be combined with --fsdp")
         if self.preset is None and not (self.resume or self.init_from):
             problems.append("--preset is required for a new run (e.g. --preset mini)")
         if problems:
@@ -146,8 +152,19 @@ def setup_distributed(device: str = "auto") -> Dist:
     if device == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if device == "cuda" else "gloo")
+        torch.distributed.init_process_group(backend=process_group_backend(dev))
     return Dist(rank, local_rank, world, dev)
+
+
+def process_group_backend(device: torch.device) -> str:
+    """NCCL for CUDA tensors, gloo for CPU ones (gloo on CUDA copies every collective through the host)."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_single_process_group(device: torch.device) -> None:
+    """A one-rank process group (for FSDP without torchrun), kept in memory: no port, no rendezvous."""
+    torch.distributed.init_process_group(process_group_backend(device), store=torch.distributed.HashStore(),
+                                         rank=0, world_size=1)
 
 
 # ----------------------------------------------------------------------------- data
@@ -207,11 +224,31 @@ def count_chars(tokenizer, windows: torch.Tensor, eos_id: int) -> int:
 # ----------------------------------------------------------------------------- loss, speed
 
 
-def lm_loss(model, batch: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy (nats) of ``batch`` (B, T+1)."""
+def lm_loss(model, batch: torch.Tensor, chunk: int = 0, head: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean next-token cross-entropy (nats) of ``batch`` (B, T+1).
+
+    Args:
+        model: the causal LM, or its DDP / compiled wrapper.
+        chunk: with ``head``, project and score this many tokens at a time (see ``TrainConfig.loss_chunk``).
+        head: the LM head weight (V, C) (tied to the token embedding).
+    """
     x, y = batch[:, :-1], batch[:, 1:]
-    logits = model(input_ids=x, use_cache=False).logits  # (B, T, V)
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+    if not chunk:
+        logits = model(input_ids=x, use_cache=False).logits  # (B, T, V)
+        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+    # NOTE: an empty logits_to_keep makes the model skip its LM head; the last hidden state is after ln_f.
+    none = torch.empty(0, dtype=torch.long, device=x.device)
+    out = model(input_ids=x, use_cache=False, output_hidden_states=True, logits_to_keep=none)
+    h = out.hidden_states[-1].reshape(-1, head.size(1))  # (B*T, C)
+    t = y.reshape(-1)
+    total = sum(checkpoint(_chunk_nll, h[i:i + chunk], t[i:i + chunk], head, use_reentrant=False)
+                for i in range(0, t.numel(), chunk))
+    return total / t.numel()
+
+
+def _chunk_nll(h: torch.Tensor, t: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of hidden states ``h`` (n, C) against targets ``t`` (n,)."""
+    return F.cross_entropy(F.linear(h, head).float(), t, reduction="sum")
 
 
 def flops_per_token(n_params: int, n_layer: int, n_embd: int, n_ctx: int) -> float:
@@ -256,8 +293,10 @@ def _build_or_restore(cfg: TrainConfig, tokenizer, ckpt: Path | None):
 
     if ckpt is not None:
         hf_cfg = AutoConfig.from_pretrained(str(ckpt))
-        attn = {"attn_implementation": "sdpa"} if hf_cfg.model_type == "gpt2" else {}
-        model = AutoModelForCausalLM.from_config(hf_cfg, **attn)
+        from kogpt2.neo_attention import register
+
+        register()
+        model = AutoModelForCausalLM.from_config(hf_cfg, attn_implementation="sdpa")
         missing, unexpected = model.load_state_dict(load_weights(ckpt), strict=False)
         if unexpected or [k for k in missing if k != "lm_head.weight"]:
             raise KoGPT2Error(f"checkpoint {ckpt} does not match its config.json "
@@ -343,18 +382,19 @@ def train(cfg: TrainConfig) -> Path | None:
         from torch.distributed.fsdp import fully_shard
 
         if dist.world == 1:
-            torch.distributed.init_process_group("gloo", rank=0, world_size=1,
-                                                 init_method="tcp://127.0.0.1:0")
-        blocks = raw.transformer.h
-        for block in blocks:
-            fully_shard(block)
-        fully_shard(raw)
+            init_single_process_group(dist.device)
+        # One rank holds every shard anyway: keep parameters gathered between forward and backward.
+        reshard = dist.world > 1
+        for block in raw.transformer.h:
+            fully_shard(block, reshard_after_forward=reshard)
+        fully_shard(raw, reshard_after_forward=reshard)
     elif dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         train_model = DDP(raw, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
     fwd = torch.compile(train_model) if cfg.compile else train_model
     optimizer = adamw(raw, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+    head = raw.get_output_embeddings().weight if cfg.loss_chunk else None
 
     windows = TokenWindows(load_split(cfg.data, "train"), n_ctx, cfg.seed)
     step, tokens_seen, elapsed0 = 0, 0, 0.0
@@ -391,7 +431,7 @@ def train(cfg: TrainConfig) -> Path | None:
             for i in range(0, len(mine), cfg.batch_size):
                 b = mine[i:i + cfg.batch_size].to(dist.device)
                 with autocast():
-                    loss = lm_loss(fwd if cfg.fsdp else raw, b)
+                    loss = lm_loss(fwd if cfg.fsdp else raw, b, cfg.loss_chunk, head)
                 total += loss.double().cpu() * b[:, 1:].numel()
                 count += b[:, 1:].numel()
         if dist.world > 1:
@@ -428,7 +468,7 @@ def train(cfg: TrainConfig) -> Path | None:
             b = mine[micro * cfg.batch_size:(micro + 1) * cfg.batch_size].to(dist.device, non_blocking=True)
             sync = micro == accum - 1 or not hasattr(train_model, "no_sync")
             with (nullcontext() if sync else train_model.no_sync()), autocast():
-                loss = lm_loss(fwd, b) / accum
+                loss = lm_loss(fwd, b, cfg.loss_chunk, head) / accum
             (scaler.scale(loss) if scaler else loss).backward()
             loss_sum += loss.item()
         if scaler:
@@ -479,19 +519,26 @@ def train(cfg: TrainConfig) -> Path | None:
 
 
 def _print_sample(model, tokenizer, prompt: str, step: int) -> None:
+    """Print a continuation of ``prompt`` (48 tokens at most), sampled on the model's own device.
+
+    A failure here is a bug in the sampler or the model, so it is raised, not hidden.
+    """
     from tqdm import tqdm
 
-    try:
-        from kogpt2.sampling import generate
+    from kogpt2.sampling import generate
 
-        was_training = model.training
-        model.eval()
-        text = generate(prompt, model=model, tokenizer=tokenizer, max_new_tokens=48, top_p=0.9,
-                        repetition_penalty=1.2, seed=step)
+    device = next(model.parameters()).device
+    # NOTE: the sampler's ``device=`` (generation engine) is passed only off the CPU, its default.
+    where = {} if device.type == "cpu" else {"device": str(device)}
+    positions = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    was_training = model.training
+    model.eval()
+    try:
+        text = generate(prompt, model=model, tokenizer=tokenizer, max_new_tokens=min(48, positions // 2), top_p=0.9,
+                        repetition_penalty=1.2, seed=step, **where)
+    finally:
         model.train(was_training)
-        tqdm.write(f"sample @ {step}: {prompt}{text}")
-    except Exception as e:  # noqa: BLE001 - a sample must never stop training
-        tqdm.write(f"sample @ {step} failed: {type(e).__name__}: {e}")
+    tqdm.write(f"sample @ {step}: {prompt}{text}")
 
 
 def _state_dicts(raw, optimizer, fsdp: bool):
