@@ -41,8 +41,22 @@ test: setup-dev
 test-fast: setup-dev
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Every benchmark with its quick default; the two that need context get it here: bpc.py a prepared
+# data directory (made once from ../shared), gpu.py its CPU dry run when there is no GPU.
+BENCH_DATA ?= runs/bench-data16k
 bench: setup-dev
-	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+	test -d $(BENCH_DATA) || $(BIN)/kogpt2 data prepare ../shared/data/text \
+		--tokenizer src/kogpt2/models/kogpt2-small --out $(BENCH_DATA)
+	set -e; for b in benchmarks/*.py; do \
+		case $$b in \
+			*/bpc.py) args="--data $(BENCH_DATA)";; \
+			*/gpu.py) $(BIN)/python -c "import torch, sys; sys.exit(not torch.cuda.is_available())" \
+				&& args="--out $(BENCH_DATA)/gpu_report.json" \
+				|| args="--dry-run --out $(BENCH_DATA)/gpu_report.json";; \
+			*) args="";; \
+		esac; \
+		echo "== $$b $$args"; $(BIN)/python $$b $$args; \
+	done
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
