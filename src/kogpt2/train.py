@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from kogpt2.errors import KoGPT2Error
+from kogpt2.validate import number_problems
 
 LN2 = math.log(2.0)
 
@@ -83,7 +84,7 @@ class TrainConfig:
     seed: int = 1337
     """Random seed (data order, init, dropout)."""
     eval_interval: int = 200
-    """Steps between validation loss / bits-per-char evaluations."""
+    """Steps between validation evaluations; 0 turns evaluation off (no validation split needed)."""
     eval_tokens: int = 262144
     """Validation tokens scored at each evaluation (from the start of the val split)."""
     sample_interval: int = 1000
@@ -98,6 +99,8 @@ class TrainConfig:
     """Steps between metrics.csv rows."""
     resume: bool = False
     """Continue from the newest checkpoint in --out."""
+    resume_from: str | None = None
+    """Resume from this checkpoint (a path, a ``step_*`` name in ``out``, or a step number)."""
     init_from: str | None = None
     """Initialise from another model directory (remaps the vocabulary, grows the context)."""
     threads: int | None = None
@@ -112,12 +115,22 @@ class TrainConfig:
             problems.append("--data is required (a directory from `kogpt2 data prepare`)")
         if not self.out:
             problems.append("--out is required")
-        if self.batch_size < 1 or self.grad_accum < 1 or self.max_steps < 1:
-            problems.append("--batch-size, --grad-accum and --max-steps must be >= 1")
+        problems += number_problems(
+            n_ctx=(self.n_ctx, ">= 1"), batch_size=(self.batch_size, ">= 1"), grad_accum=(self.grad_accum, ">= 1"),
+            max_steps=(self.max_steps, ">= 1"), lr=(self.lr, "> 0"), min_lr=(self.min_lr, ">= 0"),
+            warmup_steps=(self.warmup_steps, ">= 0"), weight_decay=(self.weight_decay, ">= 0"),
+            beta1=(self.beta1, ">= 0 < 1"), beta2=(self.beta2, ">= 0 < 1"), grad_clip=(self.grad_clip, ">= 0"),
+            dropout=(self.dropout, ">= 0 < 1"), eval_interval=(self.eval_interval, ">= 0"),
+            eval_tokens=(self.eval_tokens, ">= 1"), sample_interval=(self.sample_interval, ">= 0"),
+            save_interval=(self.save_interval, ">= 1"), keep=(self.keep, ">= 0"),
+            log_interval=(self.log_interval, ">= 1"), threads=(self.threads, ">= 1"),
+            peak_flops=(self.peak_flops, "> 0"))
         if self.dtype not in ("bf16", "fp16", "fp32"):
             problems.append(f"--dtype {self.dtype!r}: choose bf16, fp16 or fp32")
-        if self.lr <= 0 or self.warmup_steps < 0:
-            problems.append("--lr must be > 0 and --warmup-steps >= 0")
+        if self.out and Path(self.out).exists() and not Path(self.out).is_dir():
+            problems.append(f"--out {self.out} is an existing file; give a directory path (new or a run to resume)")
+        if self.resume_from is not None:
+            self.resume = True
         if self.loss_chunk < 0 or (self.loss_chunk and self.fsdp):
             problems.append("--loss-chunk must be >= 0 and cannot be combined with --fsdp")
         if self.preset is None and not (self.resume or self.init_from):
@@ -212,6 +225,16 @@ def val_windows(shards: list[np.ndarray], n_ctx: int, max_tokens: int) -> torch.
         raise KoGPT2Error(f"validation split has fewer than n_ctx+1 = {n_ctx + 1} tokens")
     rows = [flat[i * n_ctx: i * n_ctx + n_ctx + 1] for i in range(n)]
     return torch.from_numpy(np.stack(rows).astype(np.int64))
+
+
+def check_val_split(meta: dict, data_dir: str | Path, n_ctx: int) -> None:
+    """Raise a one-line error unless the validation split fills at least one ``n_ctx + 1`` window."""
+    tokens = int(meta["splits"].get("val", {}).get("tokens", 0))
+    if tokens < n_ctx + 1:
+        have = "is empty" if tokens == 0 else f"holds only {tokens:,} tokens"
+        raise KoGPT2Error(f"the validation split of {data_dir} {have}, fewer than one evaluation window of "
+                          f"n_ctx+1 = {n_ctx + 1} tokens; re-run `kogpt2 data prepare` with more documents or a "
+                          "larger --val-fraction, lower --n-ctx, or turn evaluation off with --eval-interval 0")
 
 
 def count_chars(tokenizer, windows: torch.Tensor, eos_id: int) -> int:
@@ -329,8 +352,7 @@ def train(cfg: TrainConfig) -> Path | None:
     """Run (or resume) pretraining; returns the last checkpoint directory (rank 0)."""
     from tqdm import tqdm
 
-    from kogpt2.checkpoint import (default_generation_config, latest_checkpoint, list_checkpoints, load_trainer_state,
-                                   save_checkpoint)
+    from kogpt2.checkpoint import default_generation_config, list_checkpoints, resume_checkpoint, save_checkpoint
     from kogpt2.data import load_split, read_meta
     from kogpt2.metrics import MetricsLog
     from kogpt2.model import count_params
@@ -352,15 +374,16 @@ def train(cfg: TrainConfig) -> Path | None:
 
     ckpt, state = None, None
     if cfg.resume:
-        ckpt = latest_checkpoint(out)
-        if ckpt is None:
-            raise KoGPT2Error(f"--resume: no checkpoint step_* in {out}; start without --resume")
-        state = load_trainer_state(ckpt)
+        ckpt, state = resume_checkpoint(out, cfg.resume_from)
         if state.get("tokenizer_hash") != meta["tokenizer_hash"]:
             raise KoGPT2Error(f"--resume: checkpoint {ckpt} was trained on shards with another tokenizer "
                               f"than {cfg.data}; use the same --data")
     elif list_checkpoints(out):
         raise KoGPT2Error(f"{out} already holds checkpoints; pass --resume to continue, or choose a new --out")
+    if cfg.init_from:
+        from kogpt2.model_dir import check_model_dir
+
+        check_model_dir(cfg.init_from)
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every process
     model = _build_or_restore(cfg, tokenizer, ckpt)
@@ -404,8 +427,10 @@ def train(cfg: TrainConfig) -> Path | None:
         torch.set_rng_state(state["torch_rng"][dist.rank % len(state["torch_rng"])])
         step, tokens_seen, elapsed0 = state["step"], state["tokens_seen"], state.get("elapsed_s", 0.0)
 
-    val = val_windows(load_split(cfg.data, "val"), n_ctx, cfg.eval_tokens)
-    val_chars = count_chars(tokenizer, val, meta.get("eos_id", 1))
+    if cfg.eval_interval:
+        check_val_split(meta, cfg.data, n_ctx)
+        val = val_windows(load_split(cfg.data, "val"), n_ctx, cfg.eval_tokens)
+        val_chars = count_chars(tokenizer, val, meta.get("eos_id", 1))
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[cfg.dtype]
     autocast = (lambda: torch.autocast(dist.device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
     scaler = torch.amp.GradScaler("cuda") if cfg.dtype == "fp16" and dist.device.type == "cuda" else None
@@ -498,7 +523,7 @@ def train(cfg: TrainConfig) -> Path | None:
             metrics.log(step=step, tokens=tokens_seen, loss=round(loss_sum, 5), lr=lr, tok_s=round(tok_s, 1),
                         mfu=round(mfu, 4), elapsed_s=round(elapsed0 + time.time() - t_start, 1))
             t_log, tok_log = time.time(), 0
-        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
+        if cfg.eval_interval and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
             vl, bpc = evaluate()
             if dist.master:
                 tqdm.write(f"step {step}: val loss {vl:.4f}, val bits/char {bpc:.4f}")

@@ -38,7 +38,9 @@ def run_bpc(args: argparse.Namespace) -> int:
     from kogpt2.evaluate import bits_per_char, read_documents
     from kogpt2.model import load_model
     from kogpt2.tokenizer import load_tokenizer
+    from kogpt2.validate import check_numbers
 
+    check_numbers(batch_size=(args.batch_size, ">= 1"), max_docs=(args.max_docs, ">= 1"))
     model = load_model(args.model, dtype=args.dtype)
     tokenizer = load_tokenizer(args.model)
     max_pos = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings

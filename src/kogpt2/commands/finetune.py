@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from kogpt2.config_flags import dataclass_kwargs
     from kogpt2.finetune.config import FinetuneConfig
     from kogpt2.finetune.task import finetune
+    from kogpt2.validate import existing_file, output_dir
 
+    existing_file(args.data, "--data")
+    output_dir(args.out)
     finetune(args.task, FinetuneConfig(**dataclass_kwargs(FinetuneConfig, args)))
     return 0

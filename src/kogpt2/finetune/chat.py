@@ -85,7 +85,9 @@ class ChatTask(Task):
 
     def run_eval(self, args: argparse.Namespace) -> int:
         from kogpt2.chat import evaluate_chat
+        from kogpt2.validate import check_numbers
 
+        check_numbers(max_pairs=(args.max_pairs, ">= 1"), samples=(args.samples, ">= 0"))
         r = evaluate_chat(args.data, args.model, args.adapter, args.max_pairs, args.samples, args.seed)
         line = f"answer bits/char on {r['pairs']} validation pairs: base {r['base_bpc']:.4f}"
         if r["finetuned_bpc"] is not None:

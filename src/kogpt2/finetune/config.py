@@ -89,8 +89,12 @@ class FinetuneConfig:
             p.append(f"--val-fraction must be in (0, 0.5), got {self.val_fraction}")
         if self.max_examples is not None and self.max_examples < 10:
             p.append("--max-examples must be >= 10")
-        if (self.lr is not None and self.lr <= 0) or self.warmup_steps < 0:
-            p.append("--lr must be > 0 and --warmup-steps >= 0")
+        from kogpt2.validate import number_problems
+
+        p += number_problems(lr=(self.lr, "> 0"), min_lr=(self.min_lr, ">= 0"), warmup_steps=(self.warmup_steps, ">= 0"),
+                             weight_decay=(self.weight_decay, ">= 0"), grad_clip=(self.grad_clip, ">= 0"),
+                             max_val=(self.max_val, ">= 1"), lora_alpha=(self.lora_alpha, "> 0"),
+                             lora_dropout=(self.lora_dropout, ">= 0 < 1"), threads=(self.threads, ">= 1"))
         if self.lora_r < 1 or self.eval_interval < 1 or self.patience < 0:
             p.append("--lora-r and --eval-interval must be >= 1, --patience >= 0")
         if self.dtype not in ("bf16", "fp32"):

@@ -82,6 +82,9 @@ class SentimentTask(Task):
 
         if args.zero_shot and args.head:
             raise KoGPT2Error("--zero-shot uses no head; drop --head")
+        from kogpt2.validate import check_numbers
+
+        check_numbers(max_examples=(args.max_examples, ">= 1"), threads=(args.threads, ">= 1"))
         if args.threads:
             torch.set_num_threads(args.threads)
         r = evaluate_sentiment(args.data, args.head, args.model, args.zero_shot, args.max_examples)
