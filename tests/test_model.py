@@ -45,6 +45,6 @@ def test_load_model_round_trips_a_saved_directory_in_the_asked_dtype(tmp_path):
 def test_check_model_dir_names_what_is_missing(tmp_path):
     with pytest.raises(KoGPT2Error, match="model directory not found"):
         check_model_dir(tmp_path / "nope")
-    (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(KoGPT2Error, match="missing model.safetensors"):
+    (tmp_path / "config.json").write_text('{"model_type": "gpt2"}')
+    with pytest.raises(KoGPT2Error, match="model.safetensors"):
         check_model_dir(tmp_path)
