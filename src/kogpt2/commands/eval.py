@@ -12,6 +12,8 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from kogpt2.devices import add_device_flags
+
     sub = parser.add_subparsers(dest="what", metavar="{bpc,chat,sentiment}", required=True)
     p = sub.add_parser("bpc", help="bits per character of text files under a model",
                        description="Bits per character: each document scored from </s> within the model's "
@@ -22,7 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=int, default=None, help="window step for long documents (default n_ctx/2)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-docs", type=int, default=None, help="score only the first N documents")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="fp32 (default) or bf16 on the CPU; "
+                   "CUDA runs bf16 (fp16 where bf16 is missing)")
+    add_device_flags(p)
     p.set_defaults(func=run_bpc)
     c = sub.add_parser("chat", help="answer bits/char of a chat fine-tune vs its base model",
                        description="Answer bits per character on the validation pairs held out by the "
@@ -41,19 +45,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     s.add_argument("--model", default=None, help="base model (LoRA head) or language model (--zero-shot)")
     s.add_argument("--zero-shot", action="store_true", help="evaluate the zero-shot likelihood baseline")
     s.add_argument("--max-examples", type=int, default=None, help="score only the first N reviews")
-    s.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_device_flags(s)
     s.set_defaults(func=run_sentiment)
 
 
 def run_bpc(args: argparse.Namespace) -> int:
+    from kogpt2.devices import place, resolve_device, set_threads
     from kogpt2.errors import KoGPT2Error
     from kogpt2.evaluate import bits_per_char, read_documents
     from kogpt2.model import load_model
+    from kogpt2.model_info import context_length
     from kogpt2.tokenizer import load_tokenizer
 
-    model = load_model(args.model, dtype=args.dtype)
+    device = resolve_device(args.device)
+    set_threads(args.threads)
+    model = place(load_model(args.model, dtype=args.dtype), device)
     tokenizer = load_tokenizer(args.model)
-    max_pos = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    max_pos = context_length(model)
     if args.n_ctx is not None and not 1 <= args.n_ctx <= max_pos:
         raise KoGPT2Error(f"--n-ctx {args.n_ctx} must be between 1 and the model's {max_pos} positions")
     if args.stride is not None and not 1 <= args.stride <= (args.n_ctx or max_pos):
@@ -80,16 +88,15 @@ def run_chat(args: argparse.Namespace) -> int:
 
 
 def run_sentiment(args: argparse.Namespace) -> int:
-    import torch
-
+    from kogpt2.devices import resolve_device, set_threads
     from kogpt2.errors import KoGPT2Error
     from kogpt2.sentiment import evaluate_sentiment
 
     if args.zero_shot and args.head:
         raise KoGPT2Error("--zero-shot uses no head; drop --head")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    r = evaluate_sentiment(args.data, args.head, args.model, args.zero_shot, args.max_examples)
+    set_threads(args.threads)
+    r = evaluate_sentiment(args.data, args.head, args.model, args.zero_shot, args.max_examples,
+                           device=resolve_device(args.device))
     print(r["report"])
     print(f"accuracy {r['accuracy']:.4f} on {r['examples']} reviews ({r['method']})")
     return 0

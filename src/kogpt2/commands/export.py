@@ -36,17 +36,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run_onnx(args: argparse.Namespace) -> int:
     """Export and print what was written."""
-    from kogpt2.backends import _model_dir
+    from kogpt2.paths import resolve_model_dir
     from kogpt2.errors import KoGPT2Error
     from kogpt2.export import export_onnx
     from kogpt2.model import check_model_dir
 
     if args.cache == (args.out is not None) or (args.model is None and not args.cache):
         raise KoGPT2Error("give DIR OUT, or DIR --cache (DIR defaults to the bundled model with --cache)")
-    model = _model_dir(args.model)
+    model = resolve_model_dir(args.model)
     check_model_dir(model)
     if args.cache:
-        from kogpt2.onnx_backend import cache_dir, ready_onnx_dir
+        from kogpt2.generation.onnx_backend import cache_dir, ready_onnx_dir
 
         ready = ready_onnx_dir(model, "int8" if args.int8 else "fp32")
         if ready is not None and ready != model:

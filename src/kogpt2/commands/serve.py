@@ -34,29 +34,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens-cap", type=int, default=512, help="largest max_tokens accepted (default 512)")
     parser.add_argument("--n-cap", type=int, default=4, help="largest n accepted (default 4)")
     parser.add_argument("--max-body-kb", type=int, default=64, help="largest request body in KiB (default 64)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    from kogpt2.devices import add_device_flags
+
+    add_device_flags(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     import uvicorn
 
+    from kogpt2.devices import resolve_device, set_threads
     from kogpt2.serve.app import ServeConfig, create_app, load_sentiment
 
     if not 0 < args.port < 65536:
         raise KoGPT2Error(f"--port must be between 1 and 65535, got {args.port}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise KoGPT2Error(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    set_threads(args.threads)
     cfg = ServeConfig(model_name=args.model_name, max_batch=args.max_batch, max_queue=args.max_queue,
                       max_wait_ms=args.max_wait_ms, max_tokens_cap=args.max_tokens_cap, n_cap=args.n_cap,
                       default_max_tokens=min(64, args.max_tokens_cap), max_body_bytes=args.max_body_kb * 1024,
                       api_key=args.api_key or os.environ.get("KOGPT2_API_KEY") or None,
                       cors_origins=args.cors_origin)
     classifier = load_sentiment(args.sentiment) if args.sentiment else None
-    app = create_app(args.model, cfg, classifier=classifier)
+    app = create_app(args.model, cfg, classifier=classifier, device=device)
     print(f"serving {app.state.kogpt2.name} on http://{args.host}:{args.port}/  (API: /v1, docs: /docs)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -1,7 +1,7 @@
 """``kogpt2 serve``: an OpenAI-compatible HTTP API with dynamic batching, and the web demo.
 
 Modules: ``schemas`` (request/response models and limits), ``batcher`` (the dynamic batcher
-around ``kogpt2.sampling.stream_batch``), ``metrics`` (Prometheus counters), ``prompts``
+around ``kogpt2.generation``), ``metrics`` (Prometheus counters), ``prompts``
 (chat messages -> KoGPT2 chat prompt), ``app`` (the FastAPI app factory ``create_app``).
 
 Example::

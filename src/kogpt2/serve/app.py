@@ -80,7 +80,7 @@ class ServeConfig:
 
 
 def create_app(model_dir: str | Path | None = None, config: ServeConfig | None = None, *, model=None,
-               tokenizer=None, classifier: Classifier | None = None) -> FastAPI:
+               tokenizer=None, classifier: Classifier | None = None, device: str | None = None) -> FastAPI:
     """Build the server app.
 
     Args:
@@ -90,6 +90,7 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
         tokenizer: its tokenizer.
         classifier: ``texts -> [{"label": ..., "score": ...}, ...]`` behind ``/api/classify``;
             ``None`` = the endpoint answers 501.
+        device: ``cpu``, ``cuda`` or ``auto`` for the model (None: the CPU, or where ``model`` is).
     """
     from kogpt2.paths import bundled_model_dir
     from kogpt2.tokenizer import load_tokenizer
@@ -106,7 +107,7 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
     else:
         name = cfg.model_name or getattr(model.config, "_name_or_path", "") or "kogpt2"
         name = Path(str(name)).name or "kogpt2"
-    state = _State(cfg, name, model, tokenizer, classifier)
+    state = _State(cfg, name, model, tokenizer, classifier, device)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,7 +131,7 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
 class _State:
     """Everything the routes share."""
 
-    def __init__(self, cfg: ServeConfig, name: str, model, tokenizer, classifier) -> None:
+    def __init__(self, cfg: ServeConfig, name: str, model, tokenizer, classifier, device: str | None = None) -> None:
         self.cfg, self.name, self.model, self.classifier = cfg, name, model, classifier
         self.created = int(time.time())
         self.metrics = Metrics()
@@ -138,7 +139,7 @@ class _State:
         # when one object is used from two threads while the worker pads a batch.
         self.counter_tok = _clone_tokenizer(tokenizer)
         self.batcher = Batcher(model, tokenizer, cfg.max_batch, cfg.max_queue, cfg.max_wait_ms / 1000,
-                               self.metrics)
+                               self.metrics, device=device)
         self.context = self.batcher.decoder.context
 
     def count_tokens(self, text: str) -> int:
@@ -263,8 +264,12 @@ def _check_model(st: _State, model: str | None) -> None:
 
 # --- generation --------------------------------------------------------------------------------
 def _row_configs(st: _State, req: _Sampling, chat: bool, n_prompts: int) -> tuple[list, int]:
-    """One SamplingConfig per row (prompt-major, then n), and the max_tokens used."""
-    from kogpt2.sampling import SamplingConfig
+    """One SamplingConfig per row (prompt-major, then n), and the max_tokens used.
+
+    Defaults: the ``default`` preset (the model's generation_config.json) for completions, the
+    ``chat`` preset for chat completions; the request's values over them.
+    """
+    from kogpt2.generation.api import config_for
 
     cap = st.cfg
     max_tokens = (getattr(req, "max_completion_tokens", None) if chat else None) or req.max_tokens \
@@ -278,17 +283,13 @@ def _row_configs(st: _State, req: _Sampling, chat: bool, n_prompts: int) -> tupl
     if len(stops) > 4 or any(not s or len(s) > 64 for s in stops):
         raise ApiError(422, "stop: give at most 4 non-empty sequences of at most 64 characters", "stop",
                        code="invalid_value")
-    greedy = req.temperature == 0
-    configs = []
-    for _ in range(n_prompts):
-        for j in range(req.n):
-            try:
-                configs.append(SamplingConfig(
-                    max_new_tokens=max_tokens, do_sample=not greedy, temperature=1.0 if greedy else req.temperature,
-                    top_k=req.top_k, top_p=req.top_p, repetition_penalty=req.repetition_penalty, stop=stops,
-                    seed=None if req.seed is None else req.seed + j))
-            except KoGPT2Error as e:
-                raise ApiError(422, str(e), code="invalid_value") from e
+    try:
+        base = config_for(st.batcher.decoder, "chat" if chat else "default", max_new_tokens=max_tokens,
+                          stop=stops, **req.sampling_values())
+        seeds = [None if base.seed is None else base.seed + j for j in range(req.n)]
+        configs = [base.replace(seed=seed) for _ in range(n_prompts) for seed in seeds]
+    except KoGPT2Error as e:
+        raise ApiError(422, str(e), code="invalid_value") from e
     return configs, max_tokens
 
 
