@@ -1,7 +1,7 @@
 """``SamplingConfig``: the decoding parameters of one row, checked and sanitised once.
 
 Sanitising (so no value that passes here can crash the sampler):
-  * NaN or infinite numbers are rejected.
+  * NaN or infinite numbers are rejected, and temperatures above :data:`TEMPERATURE_MAX`.
   * ``temperature`` below :data:`TEMPERATURE_FLOOR` (0 included, as OpenAI's API means it)
     turns sampling into greedy decoding: dividing logits by ~1e-300 overflows to inf/NaN.
   * ``top_k`` above the vocabulary means the whole vocabulary (the processor clamps it).
@@ -20,6 +20,8 @@ from kogpt2.errors import KoGPT2Error
 
 TEMPERATURE_FLOOR = 1e-4
 """Temperatures below this decode greedily (logits / 1e-300 overflow to inf)."""
+TEMPERATURE_MAX = 2.0
+"""Temperatures above this are rejected, as in OpenAI's API (1e300 would overflow float32)."""
 PENALTY_MIN, PENALTY_MAX = 0.1, 10.0
 """Accepted repetition penalties; outside this a penalty only breaks the text (1 = off)."""
 SEED_MAX = 2**63 - 1
@@ -38,7 +40,7 @@ class SamplingConfig:
     do_sample: bool = True
     """False = greedy (or beam search with num_beams > 1)."""
     temperature: float = 1.0
-    """Logits are divided by it; below 1e-4 (0 included) decoding is greedy."""
+    """Logits are divided by it, in [0, 2]; below 1e-4 (0 included) decoding is greedy."""
     top_k: int = 0
     """Sample among the k most likely tokens; 0 = off."""
     top_p: float = 1.0
@@ -69,7 +71,9 @@ class SamplingConfig:
         self.banned_tokens = list(self.banned_tokens or [])
         problems = self.problems()
         if problems:
-            raise KoGPT2Error("invalid sampling options: " + "; ".join(problems))
+            err = KoGPT2Error("invalid sampling options: " + "; ".join(problems))
+            err.fields = [f for msg in problems for f in FIELDS if msg.startswith(f + " ")]  # type: ignore[attr-defined]
+            raise err
         if self.do_sample and self.temperature < TEMPERATURE_FLOOR:
             self.do_sample = False  # NOTE: sanitised, not rejected: OpenAI clients send 0 for greedy
         if self.top_k > TOP_K_ALL:
@@ -85,8 +89,8 @@ class SamplingConfig:
             p.append(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
         if not _is_int(self.min_new_tokens) or self.min_new_tokens < 0:
             p.append(f"min_new_tokens must be an integer >= 0, got {self.min_new_tokens!r}")
-        if self.temperature < 0:
-            p.append(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 <= self.temperature <= TEMPERATURE_MAX:
+            p.append(f"temperature must be in [0, {TEMPERATURE_MAX:g}] (0 = greedy), got {self.temperature}")
         if not _is_int(self.top_k) or self.top_k < 0:
             p.append(f"top_k must be an integer >= 0 (0 = off), got {self.top_k!r}")
         if not 0 < self.top_p <= 1:

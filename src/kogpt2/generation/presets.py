@@ -109,7 +109,7 @@ def markdown_table(model_dir: str | Path | None = None) -> str:
 
 def _show(v: Any) -> str:
     if isinstance(v, list):
-        return " ".join(v) if v else "–"
+        return " ".join(f"`{x}`" for x in v) if v else "–"
     return "random" if v is None else str(v).lower() if isinstance(v, bool) else str(v)
 
 

@@ -31,8 +31,8 @@ from kogpt2.serve.batcher import Batcher, QueueFull, Ticket
 from kogpt2.serve.metrics import CONTENT_TYPE, Metrics
 from kogpt2.serve.middleware import Guard
 from kogpt2.serve.prompts import render_chat
-from kogpt2.serve.schemas import (ApiError, ChatRequest, ClassifyRequest, CompletionRequest, _Sampling,
-                                  error_body)
+from kogpt2.serve.schemas import (SAMPLING_FIELDS, ApiError, ChatRequest, ClassifyRequest, CompletionRequest,
+                                  _Sampling, error_body)
 
 WEB_DIR = PACKAGE_DIR / "web"
 Classifier = Callable[[list[str]], list[dict]]
@@ -289,7 +289,9 @@ def _row_configs(st: _State, req: _Sampling, chat: bool, n_prompts: int) -> tupl
         seeds = [None if base.seed is None else base.seed + j for j in range(req.n)]
         configs = [base.replace(seed=seed) for _ in range(n_prompts) for seed in seeds]
     except KoGPT2Error as e:
-        raise ApiError(422, str(e), code="invalid_value") from e
+        api_names = {name: api for api, name in SAMPLING_FIELDS.items()} | {"max_new_tokens": "max_tokens"}
+        fields = [api_names.get(f, f) for f in getattr(e, "fields", [])]
+        raise ApiError(422, str(e), fields[0] if fields else None, code="invalid_value") from e
     return configs, max_tokens
 
 
