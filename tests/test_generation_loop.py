@@ -373,3 +373,87 @@ def test_cli_generate_errors_are_one_line(tiny_model_dir, tmp_path, capsys, argv
     assert captured.out == ""
     err = captured.err.strip()
     assert err.startswith("error:") and "\n" not in err and __import__("re").search(words, err)
+
+
+# ---------------------------------------------------------------------------- the step-wise engine
+
+def _alone(dec, tok, ids, cfg) -> list[int]:
+    rows: list[Row] = []
+    for _ in decode_rows(dec, tok, [ids], [cfg], rows_out=rows, stream_text=False):
+        pass
+    return rows[0].tokens
+
+
+def test_rows_joining_mid_batch_get_the_same_greedy_tokens_as_alone(tiny_model_dir):
+    from kogpt2.generation.loop import DecodeBatch
+
+    dec, tok = load(tiny_model_dir)
+    cfg = SamplingConfig(max_new_tokens=12, do_sample=False)
+    prompts = [encode_prompt(tok, p, dec.context, 12) for p in ("나는 어두운 숲 속을", "오늘", "하늘이 맑고 바람이 분다")]
+    want = [_alone(dec, tok, p, cfg) for p in prompts]
+    batch = DecodeBatch(dec, tok)
+    first = batch.add_rows([prompts[0]], [cfg])
+    for _ in range(3):
+        batch.step()
+    second = batch.add_rows([prompts[1]], [cfg])  # joins a running batch with a shorter prompt
+    batch.step()
+    third = batch.add_rows([prompts[2]], [cfg])  # and a longer one
+    assert len(batch) == 3
+    while not batch.done:
+        batch.step()
+    assert [r.tokens for r in first + second + third] == want
+    assert all(r.finish_reason == "length" for r in first + second + third)
+
+
+def test_a_removed_row_frees_its_slot_at_once(tiny_model_dir):
+    from kogpt2.generation.loop import DecodeBatch
+
+    dec, tok = load(tiny_model_dir)
+    cfg = SamplingConfig(max_new_tokens=10, do_sample=False)
+    prompts = [encode_prompt(tok, p, dec.context, 10) for p in ("나는", "숲 속을", "하늘이")]
+    batch = DecodeBatch(dec, tok)
+    rows = batch.add_rows(prompts, [cfg] * 3)
+    batch.step()
+    batch.step()
+    batch.remove_row(rows[1])
+    assert rows[1].done and rows[1].finish_reason == "cancelled" and len(batch.rows) == 2
+    assert batch.past.layers[0].keys.shape[0] == 2 and batch.mask.shape[0] == 2  # the cache row is gone
+    while not batch.done:
+        batch.step()
+    assert [rows[0].tokens, rows[2].tokens] == [_alone(dec, tok, prompts[0], cfg), _alone(dec, tok, prompts[2], cfg)]
+    assert batch.step() == [] and batch.past is None
+
+
+def test_min_new_tokens_masks_eos_in_sampling_and_greedy(tiny_tokenizer):
+    dec = ScriptDecoder([EOS], len(tiny_tokenizer))  # the model always wants to stop
+    for do_sample in (True, False):
+        rows: list[Row] = []
+        cfg = SamplingConfig(max_new_tokens=10, min_new_tokens=5, do_sample=do_sample, seed=0)
+        for _ in decode_rows(dec, tiny_tokenizer, [[10]], [cfg], rows_out=rows):
+            pass
+        assert len(rows[0].tokens) == 5 and EOS not in rows[0].tokens and rows[0].finish_reason == "eos"
+    assert generate("시작", model=dec, tokenizer=tiny_tokenizer, max_new_tokens=10) == ""  # min 0: stops at once
+
+
+def test_min_new_tokens_holds_in_beam_search(tiny_tokenizer):
+    a, b = tokens_of(tiny_tokenizer, "숲")[0], tokens_of(tiny_tokenizer, "나")[0]
+    logits = torch.zeros(len(tiny_tokenizer))
+    logits[EOS], logits[a], logits[b] = 10.0, 5.0, 4.0  # eos is always the best continuation
+    dec = FixedDecoder(logits)
+    out = generate("시작", model=dec, tokenizer=tiny_tokenizer, do_sample=False, num_beams=2, num_return_sequences=2,
+                   max_new_tokens=8, min_new_tokens=4)
+    assert len(out) == 2 and all(len(t) >= 4 and set(t) <= {"숲", "나"} for t in out)
+    assert generate("시작", model=dec, tokenizer=tiny_tokenizer, do_sample=False, num_beams=2,
+                    max_new_tokens=8) == ""
+
+
+def test_banned_tokens_are_never_generated(tiny_tokenizer):
+    target = tokens_of(tiny_tokenizer, "숲")[0]
+    name = tiny_tokenizer.convert_ids_to_tokens(target)
+    dec = ScriptDecoder([target], len(tiny_tokenizer))
+    rows: list[Row] = []
+    cfg = SamplingConfig(max_new_tokens=30, banned_tokens=[name], seed=0, min_new_tokens=30)
+    for _ in decode_rows(dec, tiny_tokenizer, [[10]], [cfg], rows_out=rows):
+        pass
+    assert target not in rows[0].tokens and len(rows[0].tokens) == 30
+    assert _alone(dec, tiny_tokenizer, [10], cfg.replace(banned_tokens=[], do_sample=False)) == [target] * 30
