@@ -297,20 +297,20 @@ class PPLMDecoder(TorchDecoder):
         with torch.inference_mode(False):
             ids, mask, pos = input_ids.clone(), attention_mask.clone(), position_ids.clone()
             with torch.no_grad():
-                out = self.model(input_ids=ids, past_key_values=None if past is None else _cache(past.clean),
+                out = self.model(input_ids=ids, **{self.cache_arg: None if past is None else _cache(past.clean)},
                                  attention_mask=mask, position_ids=pos, use_cache=True,
                                  output_hidden_states=True, logits_to_keep=1)
             logits_u = out.logits[:, -1].float()  # (B, V)
             hidden = out.hidden_states[-1].float() * mask[:, -ids.shape[1]:, None]  # (B, T, C)
             if past is None:
-                clean = _pairs(out.past_key_values)
+                clean = _pairs(out[self.cache_arg])
                 state = _State(clean=clean, steered=[(k[:, :, :-1], v[:, :, :-1]) for k, v in clean],
                                histories=[[t for t, m in zip(r, mk) if m] for r, mk in
                                           zip(ids.tolist(), mask.tolist())],
                                hidden_sum=hidden.new_zeros(ids.shape[0], hidden.shape[-1]))
             else:
                 state = past
-                state.clean = _pairs(out.past_key_values)
+                state.clean = _pairs(out[self.cache_arg])
                 for h, t in zip(state.histories, ids[:, -1].tolist()):
                     h.append(t)
             before = state.hidden_sum + hidden[:, :-1].sum(1)  # tokens before the new last one
@@ -319,9 +319,9 @@ class PPLMDecoder(TorchDecoder):
             steered = state.steered if delta is None else [(k + dk, v + dv) for (k, v), (dk, dv)
                                                              in zip(state.steered, delta)]
             with torch.no_grad():
-                out_p = self.model(input_ids=last, past_key_values=_cache(steered), attention_mask=mask,
+                out_p = self.model(input_ids=last, **{self.cache_arg: _cache(steered)}, attention_mask=mask,
                                    position_ids=last_pos, use_cache=True, logits_to_keep=1)
-            state.steered = _pairs(out_p.past_key_values)
+            state.steered = _pairs(out_p[self.cache_arg])
             state.hidden_sum = before + hidden[:, -1]
             state.step += 1
             self.last_state = state
@@ -356,7 +356,7 @@ class PPLMDecoder(TorchDecoder):
         for _ in range(cfg.num_iterations):
             delta = [t.clone().requires_grad_(True) for t in flat_acc]
             pert = [(k + delta[2 * i], v + delta[2 * i + 1]) for i, (k, v) in enumerate(past)]
-            out = self.model(input_ids=last, past_key_values=_cache(pert), attention_mask=mask,
+            out = self.model(input_ids=last, **{self.cache_arg: _cache(pert)}, attention_mask=mask,
                              position_ids=last_pos, use_cache=True, output_hidden_states=True, logits_to_keep=1)
             logits = out.logits[:, -1].float()  # (B, V)
             # the new token's perturbed hidden state counts in the mean, without gradient (as the reference)

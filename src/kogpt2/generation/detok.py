@@ -15,6 +15,7 @@ import weakref
 from typing import Any, Sequence
 
 _BYTE_TABLES: "weakref.WeakKeyDictionary[Any, dict[int, int]]" = weakref.WeakKeyDictionary()
+_SILENT: "weakref.WeakKeyDictionary[Any, frozenset[int]]" = weakref.WeakKeyDictionary()
 
 
 def byte_tokens(tokenizer: Any) -> dict[int, int]:
@@ -30,6 +31,25 @@ def byte_tokens(tokenizer: Any) -> dict[int, int]:
     except TypeError:  # not weak-referenceable: rebuilt per row
         pass
     return table
+
+
+def silent_tokens(tokenizer: Any) -> frozenset[int]:
+    """Ids that decode to nothing (special tokens skipped by ``skip_special_tokens``).
+
+    NOTE: they do not end a run of byte tokens: bytes on both sides are decoded together.
+    """
+    try:
+        return _SILENT[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    ids = frozenset(i for i, t in added.items() if getattr(t, "special", False))
+    ids |= frozenset(getattr(tokenizer, "all_special_ids", []) or [])
+    try:
+        _SILENT[tokenizer] = ids
+    except TypeError:
+        pass
+    return ids
 
 
 def valid_prefix(values: Sequence[int]) -> int:
@@ -63,7 +83,14 @@ class IncrementalText:
         self.stop = list(stop)
         self.stream = stream or bool(self.stop)
         self.bytes = byte_tokens(tokenizer)
-        self.ctx = [] if list(prompt_ids) == [eos_id] else list(prompt_ids[-4:])
+        self.silent = silent_tokens(tokenizer)
+        # The prompt's last tokens keep the text's leading space right; trailing byte tokens are left
+        # out so that the prompt's bytes never merge with generated ones (decoded text must not depend
+        # on when it is decoded).
+        ctx = [] if list(prompt_ids) == [eos_id] else list(prompt_ids[-4:])
+        while ctx and (ctx[-1] in self.bytes or ctx[-1] in self.silent):
+            ctx.pop()
+        self.ctx = ctx
         self.ctx_text = self._decode(self.ctx) if self.ctx else ""
         self.emitted = ""
 
@@ -78,16 +105,18 @@ class IncrementalText:
         return full[len(self.ctx_text):] if full.startswith(self.ctx_text) else self._decode(tokens)
 
     def stable(self, tokens: Sequence[int]) -> int:
-        """How many of ``tokens`` come before their trailing run of byte tokens."""
+        """How many of ``tokens`` come before their trailing run of byte (and silent) tokens."""
         start = len(tokens)
-        while start > 0 and tokens[start - 1] in self.bytes:
+        while start > 0 and (tokens[start - 1] in self.bytes or tokens[start - 1] in self.silent):
             start -= 1
         return start
 
     def complete(self, tokens: Sequence[int]) -> int:
         """How many of ``tokens`` to keep at the end: the trailing byte run cut to its valid whole characters."""
         start = self.stable(tokens)
-        return start + valid_prefix([self.bytes[t] for t in tokens[start:]])
+        run = [(i, self.bytes[t]) for i, t in enumerate(tokens[start:], start) if t in self.bytes]
+        n = valid_prefix([b for _, b in run])
+        return run[n - 1][0] + 1 if n else start
 
     def push(self, tokens: Sequence[int]) -> tuple[str, bool]:
         """After a new token: ``(new text chunk, a stop sequence was reached)``."""
