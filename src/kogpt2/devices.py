@@ -19,13 +19,16 @@ import torch
 from kogpt2.errors import KoGPT2Error
 
 DEVICES = ("auto", "cpu", "cuda")
-DEFAULT_THREADS = 2
-"""Inference threads when ``--threads`` is not given.
+DEFAULT_THREADS = 1
+"""Torch inference threads when ``--threads`` is not given (ONNX Runtime: :data:`ONNX_THREADS`).
 
-NOTE: decoding a small model is memory bound; measured on a 2-core machine with two training
-jobs beside it, torch's default (every core) made one ``generate`` take 49.8 s against 4.3 s
-with one thread. Two threads are as fast as one alone and as fast as more on an idle machine
-for models this size (see the README's speed table)."""
+NOTE: decoding a small model is memory bound and a thread that waits for a busy core stalls
+every step. Measured on a 2-core machine under load: torch's default (every core) made one
+``generate`` take 49.8 s against 4.3 s with one thread (issue 18); the bundled model, 64 greedy
+tokens beside a test run (load 6): 1 thread 10.9 / 11.8 s, 2 threads 13.4 / 19.7 s."""
+ONNX_THREADS = 2
+"""ONNX Runtime intra-op threads when ``--threads`` is not given (its int8 kernels use both cores
+of a 2-core machine at batch 1)."""
 
 
 def add_device_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -34,8 +37,8 @@ def add_device_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) 
                         help="where the model runs: auto (default: cuda when a GPU is available, else cpu), "
                              "cpu or cuda (bf16, or fp16 where bf16 is missing)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help=f"CPU threads for inference (default: {DEFAULT_THREADS}, or fewer cores; "
-                             "more threads slow a small model down when other programs use the CPU)")
+                        help=f"CPU threads for inference (default: {DEFAULT_THREADS} for torch, {ONNX_THREADS} for "
+                             "ONNX Runtime; more threads slow a small model down when other programs use the CPU)")
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -66,9 +69,9 @@ def place(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return model.to(device=device, dtype=inference_dtype(device))
 
 
-def default_threads() -> int:
-    """:data:`DEFAULT_THREADS`, or the number of cores when fewer."""
-    return max(1, min(DEFAULT_THREADS, os.cpu_count() or 1))
+def default_threads(onnx: bool = False) -> int:
+    """:data:`DEFAULT_THREADS` (``onnx``: :data:`ONNX_THREADS`), or the number of cores when fewer."""
+    return max(1, min(ONNX_THREADS if onnx else DEFAULT_THREADS, os.cpu_count() or 1))
 
 
 def set_threads(threads: int | None = None) -> int:

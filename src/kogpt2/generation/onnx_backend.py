@@ -79,7 +79,7 @@ class OnnxDecoder(Decoder):
         self.n_layer, self.n_head = int(cfg["n_layer"]), int(cfg["n_head"])
         self.head_dim = int(cfg["n_embd"]) // self.n_head
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or default_threads()
+        opts.intra_op_num_threads = threads or default_threads(onnx=True)
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
