@@ -399,6 +399,10 @@ def test_rows_joining_mid_batch_get_the_same_greedy_tokens_as_alone(tiny_model_d
     batch.step()
     third = batch.add_rows([prompts[2]], [cfg])  # and a longer one
     assert len(batch) == 3
+    batch.step()
+    # every row attends to exactly its own cached tokens: padding of the joined cache is masked
+    cached = [len(r.prompt_ids) + len(r.tokens) - 1 for r in batch.rows]
+    assert batch.mask.sum(-1).tolist() == cached and batch.mask.shape[1] >= max(cached)
     while not batch.done:
         batch.step()
     assert [r.tokens for r in first + second + third] == want
