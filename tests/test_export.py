@@ -12,7 +12,9 @@ pytest.importorskip("onnxruntime")
 
 from kogpt2.errors import KoGPT2Error  # noqa: E402
 from kogpt2.export import export_onnx, io_names  # noqa: E402
-from kogpt2.sampling import decode_rows, encode_prompt, load, SamplingConfig  # noqa: E402
+from kogpt2.generation.api import encode_prompt, load  # noqa: E402
+from kogpt2.generation.config import SamplingConfig  # noqa: E402
+from kogpt2.generation.loop import decode_rows  # noqa: E402
 
 PROMPTS = ["나는 어두운 숲 속을", "오늘", "하늘이 맑고 바람이 분다. 그래서 우리는 걸었다"]
 
@@ -134,7 +136,7 @@ def test_export_and_onnx_backend_errors(tmp_path, tiny_model_dir):
 def test_auto_backend_uses_the_cached_export_once_it_exists(tmp_path, tiny_model_dir, capsys, monkeypatch):
     import shutil
 
-    from kogpt2.backends import pick_backend
+    from kogpt2.generation.backends import pick_backend
     from kogpt2.cli import main
 
     model = tmp_path / "model"
