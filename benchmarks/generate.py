@@ -1,4 +1,4 @@
-"""Decoding speed on CPU: our sampler's backends vs HF ``generate`` fp32, same run, same threads.
+"""Decoding speed on CPU: our engine's backends vs HF ``generate`` fp32, same run, same threads.
 
 Prompt of 32 tokens -> 128 new tokens, greedy, batch 1 and 8, for a random 125M GPT-2
 (12 x 768, vocab 51,200) and the ``mini`` shape (6 x 384, 6 heads, vocab 16,384). Tokens/s
@@ -54,15 +54,21 @@ def make_model_dir(shape: str, root: Path) -> Path:
 
 
 def time_ours(decoder, prompts: torch.Tensor, repeats: int) -> float:
-    """Best tokens/s of ``repeats`` greedy runs through ``kogpt2.sampling.decode_rows``."""
-    from kogpt2.sampling import SamplingConfig, decode_rows
+    """Best tokens/s of ``repeats`` greedy runs of the engine (``kogpt2.generation.loop.DecodeBatch``)."""
+    from kogpt2.generation.config import SamplingConfig
+    from kogpt2.generation.loop import DecodeBatch
 
     cfg = SamplingConfig(max_new_tokens=NEW, do_sample=False)
     rows = prompts.tolist()
     best = 0.0
     for _ in range(repeats):
         t = time.perf_counter()
-        n = sum(1 for _ in decode_rows(decoder, IdsOnly(), rows, [cfg] * len(rows), stream_text=False))
+        batch = DecodeBatch(decoder, IdsOnly(), stream_text=False)
+        batch.add_rows(rows, [cfg] * len(rows))
+        n = 0
+        while not batch.done:
+            batch.step()
+            n += 1
         best = max(best, len(rows) * n / (time.perf_counter() - t))
     return best
 
@@ -79,14 +85,14 @@ def time_hf(model, prompts: torch.Tensor, repeats: int) -> float:
     return best
 
 
-def decoder_for(path: str, model_dir: Path):
-    from kogpt2.backends import load_decoder
+def decoder_for(path: str, model_dir: Path, threads: int):
+    from kogpt2.generation.backends import load_decoder
 
     backend, dtype = path.split("-")
-    return load_decoder(model_dir, backend=backend, dtype=dtype)
+    return load_decoder(model_dir, backend=backend, dtype=dtype, device="cpu", threads=threads)
 
 
-def bench_shape(shape: str, root: Path, paths: list[str], repeats: int) -> dict[str, dict[int, float]]:
+def bench_shape(shape: str, root: Path, paths: list[str], repeats: int, threads: int) -> dict[str, dict[int, float]]:
     """Best tokens/s per path (``hf`` included) and batch size.
 
     NOTE: the paths are measured in turn inside each repeat (HF, ours, HF, ours, ...), so a
@@ -99,7 +105,7 @@ def bench_shape(shape: str, root: Path, paths: list[str], repeats: int) -> dict[
     vocab = SHAPES[shape]["vocab_size"]
     prompts = {b: torch.randint(10, vocab, (b, PROMPT), generator=g) for b in (1, 8)}
     runners = {"hf": (load_model(model_dir), time_hf)}
-    runners.update({p: (decoder_for(p, model_dir), time_ours) for p in paths})
+    runners.update({p: (decoder_for(p, model_dir, threads), time_ours) for p in paths})
     res: dict[str, dict[int, float]] = {k: {1: 0.0, 8: 0.0} for k in runners}
     for b in (1, 8):
         for _ in range(repeats):
@@ -121,16 +127,13 @@ def main() -> None:
                     help="directory for the random models and their ONNX exports (reused)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    import kogpt2.onnx_backend as ob
-
-    ob.INTRA_OP_THREADS = args.threads
     os.environ.setdefault("KOGPT2_CACHE", str(Path(args.work) / "cache"))
     from transformers.utils import logging
 
     logging.disable_progress_bar()
     logging.set_verbosity_error()
     print(f"load average before: {os.getloadavg()}  threads={args.threads}", flush=True)
-    results = {s: bench_shape(s, Path(args.work), args.paths.split(","), args.repeats)
+    results = {s: bench_shape(s, Path(args.work), args.paths.split(","), args.repeats, args.threads)
                for s in args.shapes.split(",")}
     print(f"load average after: {os.getloadavg()}")
     if "125m" in results:
