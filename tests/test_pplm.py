@@ -14,7 +14,7 @@ from kogpt2.generation import api
 from kogpt2.generation.config import SamplingConfig
 from kogpt2.cli import main
 from kogpt2.errors import KoGPT2Error
-from kogpt2.pplm_discrim import Discriminator, mean_hidden_states, read_labelled, train_discriminator
+from kogpt2.pplm_discrim import Discriminator, read_labelled, train_discriminator
 
 PROMPT = "나는 어두운 숲 속을 거닐고"
 FEAR = ["유령", "어두운 밤", "비명", "무덤"]
@@ -176,15 +176,6 @@ def test_discriminator_beats_chance(discrim_dir):
     assert result.valid_accuracy >= 0.75  # chance is 0.5
     head = Discriminator.load(out)
     assert head.classes == ["negative", "positive"]
-
-
-def test_features_keep_text_order_across_length_sorted_batches(model):
-    decoder, tok = model
-    texts = ["아주 길고 길어서 여러 토큰이 되는 문장입니다 정말로", "짧다", "중간 길이의 문장", "좋아"]
-    batched = mean_hidden_states(decoder.model, tok, texts, batch_size=2)
-    alone = torch.cat([mean_hidden_states(decoder.model, tok, [t]) for t in texts])
-    torch.testing.assert_close(batched, alone, atol=1e-4, rtol=1e-4)
-    assert mean_hidden_states(decoder.model, tok, []).shape == (0, decoder.model.config.hidden_size)
 
 
 def test_discriminator_steering_lowers_its_loss(model, discrim_dir):
