@@ -145,7 +145,6 @@ def main() -> None:
 
     from kogpt2 import pplm
     from kogpt2.generation import api
-    from kogpt2.commands.pplm import DISCRIM_DEFAULTS
     from kogpt2.pplm_discrim import read_labelled, train_discriminator
 
     decoder, tok = api.load(args.model)
@@ -183,7 +182,7 @@ def main() -> None:
         own = lambda texts: head(mean_hidden_states(model, tok, texts)).softmax(-1)[:, 1]  # noqa: E731
         full = [pr for pr in prompts for _ in range(args.samples)]
         for label in ("positive", "negative"):
-            strength = dict(DISCRIM_DEFAULTS)
+            strength = dict(pplm.DISCRIM_DEFAULTS)
             strength.update({k: v for k, v in vars(args).items() if v is not None and k in (
                 "stepsize", "num_iterations", "gamma", "kl_scale", "gm_scale", "window_length", "horizon_length")})
             cfg = pplm.PPLMConfig(**strength)
