@@ -59,8 +59,11 @@ def test_export_writes_a_standalone_graph_with_past(onnx_dir, tiny_model_dir):
     logits2, *_ = sess.run(None, step)
     with torch.no_grad():
         ref = model(torch.tensor([[10, 11, 12, 13, 14, 15]])).logits
-    torch.testing.assert_close(torch.from_numpy(logits), ref[:, :5], atol=1e-4, rtol=1e-4)
+    assert logits.shape == (1, 1, model.config.vocab_size)  # the last position only
+    torch.testing.assert_close(torch.from_numpy(logits), ref[:, 4:5], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(torch.from_numpy(logits2), ref[:, 5:], atol=1e-4, rtol=1e-4)
+    ops = [n.op_type for n in graph.node]
+    assert ops.count("GroupQueryAttention") == L and ops.count("SkipLayerNormalization") == 2 * L
 
 
 @pytest.mark.slow
@@ -72,6 +75,26 @@ def test_onnx_fp32_greedy_equals_torch_and_int8_agreement(onnx_dir, tiny_model_d
     share = sum(a == b for a, b in pairs) / len(pairs)
     print(f"\nONNX int8 vs torch fp32 greedy: {share:.1%} identical tokens ({len(pairs)} compared)")
     assert 0.0 <= share <= 1.0 and len(int8) == len(PROMPTS)
+
+
+@pytest.mark.slow
+def test_onnx_cache_is_appended_in_place_and_grows(onnx_dir, tiny_model_dir, monkeypatch):
+    import kogpt2.onnx_backend as ob
+
+    dec, _ = load(onnx_dir, None, "onnx", "fp32")
+    ids = torch.tensor([[0, 0, 10, 11], [12, 13, 14, 15]])  # row 0 left-padded by 2
+    mask = (torch.arange(4)[None] >= torch.tensor([[2], [0]])).long()
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    _, cache = dec.forward_step(ids, None, mask, pos)
+    buf = cache.buffers[0]
+    logits, cache2 = dec.forward_step(torch.tensor([[16], [17]]), cache, torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], 1),
+                                      pos[:, -1:] + 1)
+    assert cache2 is cache and cache2.buffers[0] is buf and cache.length == 5  # no copy of the cache
+    swapped = dec.reorder(cache, torch.tensor([1, 0]))
+    np.testing.assert_array_equal(swapped.buffers[0][0, :, :5], buf[1, :, :5])
+
+    monkeypatch.setattr(ob, "INITIAL_ROOM", 1)  # the cache must grow (doubling) several times
+    assert greedy_ids(onnx_dir, "onnx", "fp32") == greedy_ids(tiny_model_dir, "torch", "fp32")
 
 
 @pytest.mark.slow
