@@ -147,6 +147,28 @@ def test_onnx_cache_is_appended_in_place_and_grows(onnx_dir, tiny_model_dir, mon
 
 
 @pytest.mark.slow
+def test_onnx_caches_of_different_lengths_join(onnx_dir):
+    dec, _ = load(onnx_dir, None, "onnx", "fp32")
+
+    def prefill(ids):
+        n = len(ids)
+        return dec.forward_step(torch.tensor([ids]), None, torch.ones(1, n, dtype=torch.long), torch.arange(n)[None])
+
+    def step(cache, tok, mask, pos):
+        return dec.forward_step(torch.tensor(tok)[:, None], cache, mask, torch.tensor(pos)[:, None])
+
+    (_, a), (_, b) = prefill([10, 11, 12, 13, 14]), prefill([20, 21, 22])
+    alone = [step(a, [15], torch.ones(1, 6, dtype=torch.long), [5])[0], step(b, [23], torch.ones(1, 4, dtype=torch.long), [3])[0]]
+    (_, a), (_, b) = prefill([10, 11, 12, 13, 14]), prefill([20, 21, 22])
+    joined = dec.join(a, b)  # row 1 left-padded by 2
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
+    together, _ = step(joined, [15, 23], mask, [5, 3])
+    torch.testing.assert_close(together, torch.cat(alone), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="attention_mask"):
+        step(joined, [1, 2], mask, [6, 4])  # the mask must grow with the cache
+
+
+@pytest.mark.slow
 def test_cli_export_then_generate_with_onnx(tmp_path, tiny_model_dir, capsys, monkeypatch):
     from kogpt2.cli import main
 

@@ -110,6 +110,17 @@ class KVCache:
         """A cache of the given batch rows (beam reordering, finished rows dropped)."""
         return KVCache([np.ascontiguousarray(b[index]) for b in self.buffers], self.length)
 
+    def join(self, other: "KVCache") -> "KVCache":
+        """This cache's rows then ``other``'s; the shorter one left-padded (zeros) to the longer length."""
+        n = max(self.length, other.length)
+        B, H, _, D = self.buffers[0].shape
+        out = KVCache.empty(len(self.buffers), B + other.buffers[0].shape[0], H, n + INITIAL_ROOM, D)
+        for dst, a, b in zip(out.buffers, self.buffers, other.buffers):
+            dst[:B, :, n - self.length:n] = a[:, :, :self.length]
+            dst[B:, :, n - other.length:n] = b[:, :, :other.length]
+        out.length = n
+        return out
+
 
 class OnnxDecoder(Decoder):
     """A ``Decoder`` over an ONNX Runtime session of the exported graph (past: a :class:`KVCache`)."""
@@ -150,6 +161,9 @@ class OnnxDecoder(Decoder):
         B, T = input_ids.shape
         if past is None:
             past = KVCache.empty(2 * self.n_layer, B, self.n_head, T + INITIAL_ROOM, self.head_dim)
+        if attention_mask.shape[1] != past.length + T:
+            raise ValueError(f"attention_mask covers {attention_mask.shape[1]} positions; the cache holds "
+                             f"{past.length} and {T} are new")
         cache = past.grown(past.length + T)
         io = cache.binding
         if io is None:
@@ -168,5 +182,8 @@ class OnnxDecoder(Decoder):
         return torch.from_numpy(logits[:, 0, :]), cache
 
     def reorder(self, past, index):
-        return past.select(index.numpy())
+        return past.select(index.cpu().numpy())
+
+    def join(self, past, other):
+        return past.join(other)
 
