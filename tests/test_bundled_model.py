@@ -8,7 +8,8 @@ import pytest
 
 from kogpt2.paths import bundled_model_dir
 
-BUDGET_BYTES = 40 * 1024 * 1024
+BUDGET_BYTES = 60_000_000  # issue 14: the bundled base model <= 60 MB
+SMALL_SHA256 = "6ddd1ac2bbecb4568dfb11320c12b472265f582845bc74b2b8d4b1cc725db37d"  # ../shared/models/kogpt2-small/TRAINING.md
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
 
@@ -17,6 +18,17 @@ def test_bundled_model_files_exist_and_fit_the_budget():
     for f in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"):
         assert (d / f).is_file(), f"missing {f} in {d}"
     assert sum(f.stat().st_size for f in d.rglob("*") if f.is_file()) <= BUDGET_BYTES
+
+
+def test_bundled_model_is_kogpt2_small_byte_for_byte():
+    import hashlib
+    import json
+
+    d = bundled_model_dir()
+    assert d.name == "kogpt2-small"
+    assert hashlib.sha256((d / "model.safetensors").read_bytes()).hexdigest() == SMALL_SHA256
+    cfg = json.loads((d / "config.json").read_text())
+    assert (cfg["n_layer"], cfg["n_embd"], cfg["n_head"], cfg["n_positions"]) == (8, 448, 7, 1024)
 
 
 def test_defaults_load_the_bundled_model_and_tokenizer():

@@ -288,3 +288,48 @@ def test_export_hf_release_is_bf16_and_loads(tiny_model_dir, tmp_path, capsys):
     torch.testing.assert_close(a.transformer.wte.weight, b.transformer.wte.weight, rtol=1e-2, atol=1e-2)
     assert not (tmp_path / "rel" / "trainer_state.pt").exists()
     assert all((f.stat().st_mode & 0o444) == 0o444 for f in (tmp_path / "rel").iterdir())  # readable by all
+
+
+def test_process_group_backend_is_gloo_on_cpu_and_nccl_on_cuda():
+    from kogpt2.train import process_group_backend
+
+    assert process_group_backend(torch.device("cpu")) == "gloo"
+    assert process_group_backend(torch.device("cuda", 0)) == "nccl"
+
+
+@pytest.mark.parametrize("preset", ["mini", "gpt3-mini"])
+def test_chunked_loss_and_gradients_equal_the_plain_loss(preset):
+    from kogpt2.train import lm_loss
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(preset=preset, vocab_size=50, n_ctx=16, overrides=TINY))
+    batch = torch.randint(0, 50, (3, 17))
+    plain = lm_loss(model, batch)
+    plain.backward()
+    want = model.transformer.wte.weight.grad.clone()
+    model.zero_grad()
+    chunked = lm_loss(model, batch, chunk=7, head=model.get_output_embeddings().weight)  # 48 tokens: 7 chunks
+    chunked.backward()
+    torch.testing.assert_close(chunked, plain)
+    torch.testing.assert_close(model.transformer.wte.weight.grad, want, rtol=1e-4, atol=1e-6)
+
+
+def test_loss_chunk_with_fsdp_is_refused(shards, tmp_path):
+    with pytest.raises(KoGPT2Error, match="--loss-chunk"):
+        tiny_cfg(shards, tmp_path, loss_chunk=64, fsdp=True)
+
+
+def test_sample_is_printed_during_training_and_its_errors_propagate(shards, tmp_path, capsys, monkeypatch):
+    cfg = tiny_cfg(shards, tmp_path / "a", max_steps=2, eval_interval=2, save_interval=2, sample_interval=2,
+                   loss_chunk=40)
+    train(cfg)
+    assert "sample @ 2: " + cfg.sample_prompt in capsys.readouterr().out
+
+    import kogpt2.sampling
+
+    def broken(*a, **k):
+        raise RuntimeError("sampler exploded")
+
+    monkeypatch.setattr(kogpt2.sampling, "generate", broken)
+    with pytest.raises(RuntimeError, match="sampler exploded"):
+        train(tiny_cfg(shards, tmp_path / "b", max_steps=2, eval_interval=2, save_interval=2, sample_interval=2))

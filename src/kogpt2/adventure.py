@@ -156,7 +156,9 @@ class GameState:
         if not p.is_file():
             raise KoGPT2Error(f"no saved game at {p}")
         try:
-            return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
+            from kogpt2.textio import read_text
+
+            return cls.from_dict(json.loads(read_text(p, "saved game")))
         except (json.JSONDecodeError, TypeError, KeyError) as e:
             raise KoGPT2Error(f"{p} is not a kogpt2 adventure save ({e})") from None
 

@@ -18,6 +18,7 @@ answers stream through the shared sampler (``kogpt2.sampling``).
 from __future__ import annotations
 
 import csv
+import io
 import math
 import random
 import sys
@@ -108,12 +109,12 @@ def read_chat_csv(path: str | Path) -> tuple[list[ChatPair], ReadReport]:
     Raises:
         KoGPT2Error: the file is missing, lacks a column, or has no good row.
     """
+    from kogpt2.textio import read_text
+
     p = Path(path)
-    if not p.is_file():
-        raise KoGPT2Error(f"chat data not found: {p} (give a CSV with columns Q,A,label)")
     report = ReadReport(str(p))
     pairs: list[ChatPair] = []
-    with open(p, encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(read_text(p, "chat data"), newline="") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         missing = [c for c in COLUMNS if c not in header]

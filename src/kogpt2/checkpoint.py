@@ -108,6 +108,50 @@ def load_trainer_state(ckpt: str | Path) -> dict[str, Any]:
     return state
 
 
+def find_checkpoint(out_dir: str | Path, name: str | Path) -> Path:
+    """A checkpoint given by path, by directory name in ``out_dir`` (``step_0000200``) or by step (``200``)."""
+    p = Path(name)
+    if str(name).isdigit():
+        p = Path(out_dir) / f"step_{int(name):07d}"
+    elif not p.is_dir() and (Path(out_dir) / p).is_dir():
+        p = Path(out_dir) / p
+    if not p.is_dir():
+        have = ", ".join(c.name for c in list_checkpoints(out_dir)) or "none"
+        raise KoGPT2Error(f"--resume-from {name}: no such checkpoint directory (checkpoints in {out_dir}: {have})")
+    return p
+
+
+def resume_checkpoint(out_dir: str | Path, resume_from: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """``(checkpoint, trainer state)`` to resume from: ``resume_from``, else the newest in ``out_dir``.
+
+    Each candidate's weights and config are checked (headers only) before its trainer state is
+    loaded. A corrupt newest checkpoint is not skipped silently: the error names it and gives
+    the ``--resume-from`` flag for the previous one.
+    """
+    from kogpt2.model_dir import check_model_dir
+
+    if resume_from is not None:
+        ckpt = find_checkpoint(out_dir, resume_from)
+        check_model_dir(ckpt)
+        return ckpt, load_trainer_state(ckpt)
+    ckpts = list_checkpoints(out_dir)
+    if not ckpts:
+        raise KoGPT2Error(f"--resume: no checkpoint step_* in {out_dir}; start without --resume")
+    newest = ckpts[-1]
+    try:
+        check_model_dir(newest)
+        return newest, load_trainer_state(newest)
+    except KoGPT2Error as e:
+        reason = str(e).split("; ")[0]
+        if len(ckpts) == 1:
+            raise KoGPT2Error(f"--resume: {reason}; it is the only checkpoint in {out_dir}: delete it and "
+                              "start again without --resume") from None
+        prev = ckpts[-2]
+        raise KoGPT2Error(f"--resume: the newest checkpoint is unusable: {reason}; resume from the previous one "
+                          f"by running the same command with `--resume-from {prev.name}` instead of --resume "
+                          f"(or delete {newest})") from None
+
+
 def load_weights(ckpt: str | Path) -> dict[str, torch.Tensor]:
     """The model tensors of a checkpoint (clear error on a corrupt file)."""
     from safetensors.torch import load_file

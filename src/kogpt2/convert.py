@@ -106,9 +106,9 @@ def load_hparams(prefix: Path, config: str | Path | None) -> tuple[dict, Path]:
                               "num_attention_heads, max_position_embeddings")
         path = found[0]
     else:
-        path = Path(config)
-        if not path.is_file():
-            raise KoGPT2Error(f"--config {path} not found; give the model's hyperparameter JSON file")
+        from kogpt2.validate import existing_file
+
+        path = existing_file(config, "--config")
     try:
         return json.loads(path.read_text(encoding="utf-8")), path
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -388,6 +388,21 @@ class _ShardWriter:
         return {s: {**{k: int(self.totals[s][k]) for k in keys}, "shards": self.shards[s]} for s in SPLITS}
 
 
+# NOTE: the bundled model's context; `kogpt2 train` needs n_ctx+1 validation tokens to evaluate once.
+TYPICAL_CONTEXT = 1024
+
+
+def warn_short_val(val: dict, val_fraction: float, context: int = TYPICAL_CONTEXT) -> bool:
+    """Warn (and return True) when the validation split cannot fill one ``context + 1`` token window."""
+    if val["tokens"] > context:
+        return False
+    have = "is empty" if not val["tokens"] else f"holds only {val['tokens']:,} tokens ({val['documents']} documents)"
+    _warn(f"the validation split {have}, fewer than one {context}-token context window: `kogpt2 train` will "
+          f"refuse to evaluate with --n-ctx {context}; raise --val-fraction (now {val_fraction}), add documents, "
+          "or train with a smaller --n-ctx or --eval-interval 0")
+    return True
+
+
 def _prepare_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise KoGPT2Error(f"--out {out} is a file; give a directory")
@@ -453,6 +468,7 @@ def prepare(inputs: list[str | Path] | str | Path, tokenizer_dir: str | Path, ou
     if not any(s["documents"] for s in splits.values()):
         raise KoGPT2Error(f"no documents left in {[str(p) for p in files]} after reading and filtering "
                           f"(skipped: {dict(stats) or 'nothing'}); check the inputs and filter options")
+    warn_short_val(splits["val"], opts.val_fraction)
     input_stats = {k: stats.pop(k, 0) for k in ("files", "lines", "separator_lines")}
     input_stats["bytes"] = total_bytes
     meta = {
@@ -516,6 +532,9 @@ def read_meta(data_dir: str | Path) -> dict:
     Raises:
         KoGPT2Error: missing, unreadable or of another format, with the command that fixes it.
     """
+    if Path(data_dir).is_file():
+        raise KoGPT2Error(f"data directory {data_dir} is a file, not a directory; give the directory written "
+                          "by `kogpt2 data prepare`")
     path = Path(data_dir) / "meta.json"
     fix = (f"run `kogpt2 data prepare CORPUS --tokenizer TOK --out {data_dir}` "
            "(an interrupted prepare leaves no meta.json; re-running it resumes)")

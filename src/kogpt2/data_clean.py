@@ -101,13 +101,9 @@ class ExcludeRules:
 
 def read_exclude_file(path: str | Path) -> list[str]:
     """Exclude rules from a UTF-8 file, one per line (``#`` comments and blank lines ignored)."""
-    p = Path(path)
-    if not p.is_file():
-        raise KoGPT2Error(f"exclude file not found: {p} (one rule per line: title:T, regex:R or a phrase)")
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise KoGPT2Error(f"exclude file {p} is not UTF-8 ({e})") from None
+    from kogpt2.textio import read_text
+
+    lines = read_text(path, "exclude file").splitlines()
     return [l for l in lines if l.strip() and not l.lstrip().startswith("#")]
 
 

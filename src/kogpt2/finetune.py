@@ -96,8 +96,12 @@ class FinetuneConfig:
             p.append(f"--val-fraction must be in (0, 0.5), got {self.val_fraction}")
         if self.max_examples is not None and self.max_examples < 10:
             p.append("--max-examples must be >= 10")
-        if self.lr is not None and self.lr <= 0:
-            p.append("--lr must be > 0")
+        from kogpt2.validate import number_problems
+
+        p += number_problems(lr=(self.lr, "> 0"), min_lr=(self.min_lr, ">= 0"), warmup_steps=(self.warmup_steps, ">= 0"),
+                             weight_decay=(self.weight_decay, ">= 0"), grad_clip=(self.grad_clip, ">= 0"),
+                             max_val=(self.max_val, ">= 1"), lora_alpha=(self.lora_alpha, "> 0"),
+                             lora_dropout=(self.lora_dropout, ">= 0 < 1"), threads=(self.threads, ">= 1"))
         if self.lora_r < 1 or self.eval_interval < 1 or self.patience < 0:
             p.append("--lora-r and --eval-interval must be >= 1, --patience >= 0")
         if self.dtype not in ("bf16", "fp32"):
@@ -146,14 +150,25 @@ def write_meta(out: Path, meta: dict) -> None:
 
 def read_meta(path: str | Path, task: str) -> dict:
     """``kogpt2_finetune.json`` of a fine-tune output, checked to be for ``task``."""
-    p = Path(path)
+    from kogpt2.validate import existing_dir
+
+    p = existing_dir(path, f"{task} fine-tune directory", f"written by `kogpt2 finetune {task}`")
     f = p / META_FILE
     if not f.is_file():
         raise KoGPT2Error(f"{p} is not a `kogpt2 finetune {task}` output (no {META_FILE}); "
                           f"train one with `kogpt2 finetune {task} --out {p}`")
-    meta = json.loads(f.read_text(encoding="utf-8"))
+    from kogpt2.model_dir import check_adapter_dir, check_model_dir
+    from kogpt2.textio import read_json
+
+    meta = read_json(f, "fine-tune record", fix=f"re-run `kogpt2 finetune {task}` into a new --out")
+    if not isinstance(meta, dict) or meta.get("mode") not in ("lora", "full"):
+        raise KoGPT2Error(f"{f} is not a fine-tune record (no mode lora/full); re-run `kogpt2 finetune {task}`")
     if meta.get("task") != task:
         raise KoGPT2Error(f"{p} was fine-tuned for {meta.get('task')!r}, not {task!r}; give a {task} directory")
+    if meta["mode"] == "lora":
+        check_adapter_dir(p)
+    else:
+        check_model_dir(p, tokenizer=True)
     return meta
 
 

@@ -8,6 +8,7 @@ import torch
 
 from kogpt2.config import ModelConfig
 from kogpt2.errors import KoGPT2Error
+from kogpt2.model_dir import check_model_dir  # noqa: F401  the check every loader runs (re-exported)
 
 
 def hf_config(cfg: ModelConfig):
@@ -38,34 +39,17 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "cpu"):
     """
     from transformers import AutoModelForCausalLM
 
-    # NOTE: GPT-Neo has no SDPA path in transformers; it uses its eager attention.
-    attn = {"attn_implementation": "sdpa"} if cfg.shape.arch == "gpt2" else {}
+    from kogpt2.neo_attention import register
+
+    register()  # GPT-Neo through scaled_dot_product_attention, like GPT-2
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(hf_config(cfg), **attn)
+        model = AutoModelForCausalLM.from_config(hf_config(cfg), attn_implementation="sdpa")
     return model
 
 
 def count_params(model) -> int:
     """Unique parameters (tied embedding counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
-REQUIRED_FILES = ("config.json",)
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
-
-
-def check_model_dir(path: str | Path) -> Path:
-    """Raise a clear error unless ``path`` is a loadable HF model directory."""
-    p = Path(path)
-    if not p.is_dir():
-        raise KoGPT2Error(f"model directory not found: {p} (give a Hugging Face model directory, "
-                          "e.g. one written by `kogpt2 train`)")
-    missing = [f for f in REQUIRED_FILES if not (p / f).is_file()]
-    if missing or not any((p / f).is_file() for f in WEIGHT_FILES):
-        missing += [] if any((p / f).is_file() for f in WEIGHT_FILES) else ["model.safetensors"]
-        raise KoGPT2Error(f"model directory {p} is missing {', '.join(missing)}; "
-                          "it must hold config.json and model.safetensors (a Hugging Face checkpoint)")
-    return p
 
 
 def load_model(path: str | Path | None = None, dtype: torch.dtype | str | None = None, device: str = "cpu"):
@@ -79,6 +63,9 @@ def load_model(path: str | Path | None = None, dtype: torch.dtype | str | None =
     from transformers import AutoModelForCausalLM
 
     import kogpt2.modeling_grover  # noqa: F401  registers Grover dirs from `kogpt2 convert tf`
+    from kogpt2.neo_attention import register
+
+    register()  # GPT-Neo directories load with the SDPA attention (transformers' default choice)
 
     if path is None:
         from kogpt2.paths import bundled_model_dir

@@ -96,6 +96,10 @@ class PPLMConfig:
             p.append(f"gm_scale must be in [0, 1], got {self.gm_scale}")
         if self.grad_length < 0:
             p.append(f"grad_length must be >= 0, got {self.grad_length}")
+        from kogpt2.validate import number_problems
+
+        p += number_problems(stepsize=(self.stepsize, ">= 0"), gamma=(self.gamma, ">= 0"),
+                             kl_scale=(self.kl_scale, ">= 0"))
         if p:
             raise KoGPT2Error("invalid PPLM options: " + "; ".join(p))
 
@@ -226,10 +230,9 @@ def bow_names() -> list[str]:
 
 def read_word_list(path: str | Path) -> list[str]:
     """Words of a list file: one per line, ``#`` starts a comment, blank lines skipped."""
-    p = Path(path)
-    if not p.is_file():
-        raise KoGPT2Error(f"word list not found: {p}")
-    lines = (l.split("#", 1)[0].strip() for l in p.read_text(encoding="utf-8").splitlines())
+    from kogpt2.textio import read_text
+
+    lines = (l.split("#", 1)[0].strip() for l in read_text(path, "word list").splitlines())
     return [l for l in lines if l]
 
 

@@ -59,7 +59,11 @@ class Discriminator(torch.nn.Module):
         if not (path / META_FILE).is_file() or not (path / HEAD_FILE).is_file():
             raise KoGPT2Error(f"{path} is not a discriminator directory (no {META_FILE} / {HEAD_FILE}); "
                               "train one with `kogpt2 pplm train-discrim --data FILE --out DIR`")
-        info = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+        from kogpt2.model_dir import safetensors_shapes
+        from kogpt2.textio import read_json
+
+        info = read_json(path / META_FILE, "discriminator", fix="re-run `kogpt2 pplm train-discrim`")
+        safetensors_shapes(path / HEAD_FILE)  # a clear error for a truncated head
         head = cls(int(info["n_embd"]), info["classes"])
         head.load_state_dict(load_file(str(path / HEAD_FILE)))
         head.meta = info

@@ -22,6 +22,7 @@ A head directory loads on its own (the PPLM discriminator reuses it)::
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
@@ -63,13 +64,13 @@ def read_nsmc(path: str | Path) -> tuple[list[str], list[int], ReadReport]:
     Raises:
         KoGPT2Error: missing file, wrong header, or no usable row.
     """
+    from kogpt2.textio import read_text
+
     p = Path(path)
-    if not p.is_file():
-        raise KoGPT2Error(f"sentiment data not found: {p} (give an NSMC-style id<TAB>document<TAB>label file)")
     report = ReadReport(str(p))
     texts: list[str] = []
     labels: list[int] = []
-    with open(p, encoding="utf-8-sig", newline="") as f:
+    with io.StringIO(read_text(p, "sentiment data"), newline="") as f:
         header = f.readline().rstrip("\r\n").split("\t")
         if header != NSMC_HEADER:
             raise KoGPT2Error(f"{p}: the first line must be the header id<TAB>document<TAB>label, "

@@ -27,8 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from kogpt2.errors import KoGPT2Error
+from kogpt2.validate import number_problems
 
 LN2 = math.log(2.0)
 
@@ -64,9 +66,13 @@ class TrainConfig:
     compile: bool = False
     grad_checkpointing: bool = False
     fsdp: bool = False
+    loss_chunk: int = 0
+    """Tokens per chunk of the LM head + cross-entropy (0 = all at once). A chunk's (chunk, vocab) logits are
+    recomputed in the backward pass, so the (B, T, vocab) fp32 logits never exist: less memory, larger batches."""
     device: str = "auto"
     seed: int = 1337
     eval_interval: int = 200
+    """Steps between validation evaluations; 0 turns evaluation off (no validation split needed)."""
     eval_tokens: int = 262144
     """Validation tokens scored at each evaluation (from the start of the val split)."""
     sample_interval: int = 1000
@@ -75,6 +81,8 @@ class TrainConfig:
     keep: int = 3
     log_interval: int = 10
     resume: bool = False
+    resume_from: str | None = None
+    """Resume from this checkpoint (a path, a ``step_*`` name in ``out``, or a step number)."""
     init_from: str | None = None
     threads: int | None = None
     peak_flops: float | None = None
@@ -87,12 +95,24 @@ class TrainConfig:
             problems.append("--data is required (a directory from `kogpt2 data prepare`)")
         if not self.out:
             problems.append("--out is required")
-        if self.batch_size < 1 or self.grad_accum < 1 or self.max_steps < 1:
-            problems.append("--batch-size, --grad-accum and --max-steps must be >= 1")
+        problems += number_problems(
+            n_ctx=(self.n_ctx, ">= 1"), batch_size=(self.batch_size, ">= 1"), grad_accum=(self.grad_accum, ">= 1"),
+            max_steps=(self.max_steps, ">= 1"), lr=(self.lr, "> 0"), min_lr=(self.min_lr, ">= 0"),
+            warmup_steps=(self.warmup_steps, ">= 0"), weight_decay=(self.weight_decay, ">= 0"),
+            beta1=(self.beta1, ">= 0 < 1"), beta2=(self.beta2, ">= 0 < 1"), grad_clip=(self.grad_clip, ">= 0"),
+            dropout=(self.dropout, ">= 0 < 1"), eval_interval=(self.eval_interval, ">= 0"),
+            eval_tokens=(self.eval_tokens, ">= 1"), sample_interval=(self.sample_interval, ">= 0"),
+            save_interval=(self.save_interval, ">= 1"), keep=(self.keep, ">= 0"),
+            log_interval=(self.log_interval, ">= 1"), threads=(self.threads, ">= 1"),
+            peak_flops=(self.peak_flops, "> 0"))
         if self.dtype not in ("bf16", "fp16", "fp32"):
             problems.append(f"--dtype {self.dtype!r}: choose bf16, fp16 or fp32")
-        if self.lr <= 0 or self.warmup_steps < 0:
-            problems.append("--lr must be > 0 and --warmup-steps >= 0")
+        if self.out and Path(self.out).exists() and not Path(self.out).is_dir():
+            problems.append(f"--out {self.out} is an existing file; give a directory path (new or a run to resume)")
+        if self.resume_from is not None:
+            self.resume = True
+        if self.loss_chunk < 0 or (self.loss_chunk and self.fsdp):
+            problems.append("--loss-chunk must be >= 0 and cannot be combined with --fsdp")
         if self.preset is None and not (self.resume or self.init_from):
             problems.append("--preset is required for a new run (e.g. --preset mini)")
         if problems:
@@ -125,8 +145,19 @@ def setup_distributed(device: str = "auto") -> Dist:
     if device == "cuda":
         torch.cuda.set_device(dev)
     if world > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if device == "cuda" else "gloo")
+        torch.distributed.init_process_group(backend=process_group_backend(dev))
     return Dist(rank, local_rank, world, dev)
+
+
+def process_group_backend(device: torch.device) -> str:
+    """NCCL for CUDA tensors, gloo for CPU ones (gloo on CUDA copies every collective through the host)."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_single_process_group(device: torch.device) -> None:
+    """A one-rank process group (for FSDP without torchrun), kept in memory: no port, no rendezvous."""
+    torch.distributed.init_process_group(process_group_backend(device), store=torch.distributed.HashStore(),
+                                         rank=0, world_size=1)
 
 
 # ----------------------------------------------------------------------------- data
@@ -176,6 +207,16 @@ def val_windows(shards: list[np.ndarray], n_ctx: int, max_tokens: int) -> torch.
     return torch.from_numpy(np.stack(rows).astype(np.int64))
 
 
+def check_val_split(meta: dict, data_dir: str | Path, n_ctx: int) -> None:
+    """Raise a one-line error unless the validation split fills at least one ``n_ctx + 1`` window."""
+    tokens = int(meta["splits"].get("val", {}).get("tokens", 0))
+    if tokens < n_ctx + 1:
+        have = "is empty" if tokens == 0 else f"holds only {tokens:,} tokens"
+        raise KoGPT2Error(f"the validation split of {data_dir} {have}, fewer than one evaluation window of "
+                          f"n_ctx+1 = {n_ctx + 1} tokens; re-run `kogpt2 data prepare` with more documents or a "
+                          "larger --val-fraction, lower --n-ctx, or turn evaluation off with --eval-interval 0")
+
+
 def count_chars(tokenizer, windows: torch.Tensor, eos_id: int) -> int:
     """Characters encoded by the target tokens of ``windows`` (``</s>`` counts none)."""
     targets = windows[:, 1:].reshape(-1).tolist()
@@ -195,11 +236,31 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
 
 
-def lm_loss(model, batch: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy (nats) of ``batch`` (B, T+1)."""
+def lm_loss(model, batch: torch.Tensor, chunk: int = 0, head: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean next-token cross-entropy (nats) of ``batch`` (B, T+1).
+
+    Args:
+        model: the causal LM, or its DDP / compiled wrapper.
+        chunk: with ``head``, project and score this many tokens at a time (see ``TrainConfig.loss_chunk``).
+        head: the LM head weight (V, C) (tied to the token embedding).
+    """
     x, y = batch[:, :-1], batch[:, 1:]
-    logits = model(input_ids=x, use_cache=False).logits  # (B, T, V)
-    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+    if not chunk:
+        logits = model(input_ids=x, use_cache=False).logits  # (B, T, V)
+        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
+    # NOTE: an empty logits_to_keep makes the model skip its LM head; the last hidden state is after ln_f.
+    none = torch.empty(0, dtype=torch.long, device=x.device)
+    out = model(input_ids=x, use_cache=False, output_hidden_states=True, logits_to_keep=none)
+    h = out.hidden_states[-1].reshape(-1, head.size(1))  # (B*T, C)
+    t = y.reshape(-1)
+    total = sum(checkpoint(_chunk_nll, h[i:i + chunk], t[i:i + chunk], head, use_reentrant=False)
+                for i in range(0, t.numel(), chunk))
+    return total / t.numel()
+
+
+def _chunk_nll(h: torch.Tensor, t: torch.Tensor, head: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of hidden states ``h`` (n, C) against targets ``t`` (n,)."""
+    return F.cross_entropy(F.linear(h, head).float(), t, reduction="sum")
 
 
 def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -256,8 +317,10 @@ def _build_or_restore(cfg: TrainConfig, tokenizer, ckpt: Path | None):
 
     if ckpt is not None:
         hf_cfg = AutoConfig.from_pretrained(str(ckpt))
-        attn = {"attn_implementation": "sdpa"} if hf_cfg.model_type == "gpt2" else {}
-        model = AutoModelForCausalLM.from_config(hf_cfg, **attn)
+        from kogpt2.neo_attention import register
+
+        register()
+        model = AutoModelForCausalLM.from_config(hf_cfg, attn_implementation="sdpa")
         missing, unexpected = model.load_state_dict(load_weights(ckpt), strict=False)
         if unexpected or [k for k in missing if k != "lm_head.weight"]:
             raise KoGPT2Error(f"checkpoint {ckpt} does not match its config.json "
@@ -378,7 +441,7 @@ def train(cfg: TrainConfig) -> Path | None:
     """Run (or resume) pretraining; returns the last checkpoint directory (rank 0)."""
     from tqdm import tqdm
 
-    from kogpt2.checkpoint import latest_checkpoint, list_checkpoints, load_trainer_state, save_checkpoint
+    from kogpt2.checkpoint import list_checkpoints, resume_checkpoint, save_checkpoint
     from kogpt2.data import load_split, read_meta
     from kogpt2.model import count_params
     from kogpt2.tokenizer import load_tokenizer, tokenizer_hash
@@ -398,15 +461,16 @@ def train(cfg: TrainConfig) -> Path | None:
 
     ckpt, state = None, None
     if cfg.resume:
-        ckpt = latest_checkpoint(out)
-        if ckpt is None:
-            raise KoGPT2Error(f"--resume: no checkpoint step_* in {out}; start without --resume")
-        state = load_trainer_state(ckpt)
+        ckpt, state = resume_checkpoint(out, cfg.resume_from)
         if state.get("tokenizer_hash") != meta["tokenizer_hash"]:
             raise KoGPT2Error(f"--resume: checkpoint {ckpt} was trained on shards with another tokenizer "
                               f"than {cfg.data}; use the same --data")
     elif list_checkpoints(out):
         raise KoGPT2Error(f"{out} already holds checkpoints; pass --resume to continue, or choose a new --out")
+    if cfg.init_from:
+        from kogpt2.model_dir import check_model_dir
+
+        check_model_dir(cfg.init_from)
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every process
     model = _build_or_restore(cfg, tokenizer, ckpt)
@@ -428,18 +492,19 @@ def train(cfg: TrainConfig) -> Path | None:
         from torch.distributed.fsdp import fully_shard
 
         if dist.world == 1:
-            torch.distributed.init_process_group("gloo", rank=0, world_size=1,
-                                                 init_method="tcp://127.0.0.1:0")
-        blocks = raw.transformer.h
-        for block in blocks:
-            fully_shard(block)
-        fully_shard(raw)
+            init_single_process_group(dist.device)
+        # One rank holds every shard anyway: keep parameters gathered between forward and backward.
+        reshard = dist.world > 1
+        for block in raw.transformer.h:
+            fully_shard(block, reshard_after_forward=reshard)
+        fully_shard(raw, reshard_after_forward=reshard)
     elif dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         train_model = DDP(raw, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
     fwd = torch.compile(train_model) if cfg.compile else train_model
     optimizer = make_optimizer(raw, cfg, dist.device)
+    head = raw.get_output_embeddings().weight if cfg.loss_chunk else None
 
     windows = TokenWindows(load_split(cfg.data, "train"), n_ctx, cfg.seed)
     step, tokens_seen, elapsed0 = 0, 0, 0.0
@@ -449,8 +514,10 @@ def train(cfg: TrainConfig) -> Path | None:
         torch.set_rng_state(state["torch_rng"][dist.rank % len(state["torch_rng"])])
         step, tokens_seen, elapsed0 = state["step"], state["tokens_seen"], state.get("elapsed_s", 0.0)
 
-    val = val_windows(load_split(cfg.data, "val"), n_ctx, cfg.eval_tokens)
-    val_chars = count_chars(tokenizer, val, meta.get("eos_id", 1))
+    if cfg.eval_interval:
+        check_val_split(meta, cfg.data, n_ctx)
+        val = val_windows(load_split(cfg.data, "val"), n_ctx, cfg.eval_tokens)
+        val_chars = count_chars(tokenizer, val, meta.get("eos_id", 1))
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[cfg.dtype]
     autocast = (lambda: torch.autocast(dist.device.type, dtype=amp_dtype)) if amp_dtype else nullcontext
     scaler = torch.amp.GradScaler("cuda") if cfg.dtype == "fp16" and dist.device.type == "cuda" else None
@@ -476,7 +543,7 @@ def train(cfg: TrainConfig) -> Path | None:
             for i in range(0, len(mine), cfg.batch_size):
                 b = mine[i:i + cfg.batch_size].to(dist.device)
                 with autocast():
-                    loss = lm_loss(fwd if cfg.fsdp else raw, b)
+                    loss = lm_loss(fwd if cfg.fsdp else raw, b, cfg.loss_chunk, head)
                 total += loss.double().cpu() * b[:, 1:].numel()
                 count += b[:, 1:].numel()
         if dist.world > 1:
@@ -513,7 +580,7 @@ def train(cfg: TrainConfig) -> Path | None:
             b = mine[micro * cfg.batch_size:(micro + 1) * cfg.batch_size].to(dist.device, non_blocking=True)
             sync = micro == accum - 1 or not hasattr(train_model, "no_sync")
             with (nullcontext() if sync else train_model.no_sync()), autocast():
-                loss = lm_loss(fwd, b) / accum
+                loss = lm_loss(fwd, b, cfg.loss_chunk, head) / accum
             (scaler.scale(loss) if scaler else loss).backward()
             loss_sum += loss.item()
         if scaler:
@@ -543,7 +610,7 @@ def train(cfg: TrainConfig) -> Path | None:
             metrics.log(step=step, tokens=tokens_seen, loss=round(loss_sum, 5), lr=lr, tok_s=round(tok_s, 1),
                         mfu=round(mfu, 4), elapsed_s=round(elapsed0 + time.time() - t_start, 1))
             t_log, tok_log = time.time(), 0
-        if step % cfg.eval_interval == 0 or step == cfg.max_steps:
+        if cfg.eval_interval and (step % cfg.eval_interval == 0 or step == cfg.max_steps):
             vl, bpc = evaluate()
             if dist.master:
                 tqdm.write(f"step {step}: val loss {vl:.4f}, val bits/char {bpc:.4f}")
@@ -564,19 +631,26 @@ def train(cfg: TrainConfig) -> Path | None:
 
 
 def _print_sample(model, tokenizer, prompt: str, step: int) -> None:
+    """Print a continuation of ``prompt`` (48 tokens at most), sampled on the model's own device.
+
+    A failure here is a bug in the sampler or the model, so it is raised, not hidden.
+    """
     from tqdm import tqdm
 
-    try:
-        from kogpt2.sampling import generate
+    from kogpt2.sampling import generate
 
-        was_training = model.training
-        model.eval()
-        text = generate(prompt, model=model, tokenizer=tokenizer, max_new_tokens=48, top_p=0.9,
-                        repetition_penalty=1.2, seed=step)
+    device = next(model.parameters()).device
+    # NOTE: the sampler's ``device=`` (generation engine) is passed only off the CPU, its default.
+    where = {} if device.type == "cpu" else {"device": str(device)}
+    positions = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    was_training = model.training
+    model.eval()
+    try:
+        text = generate(prompt, model=model, tokenizer=tokenizer, max_new_tokens=min(48, positions // 2), top_p=0.9,
+                        repetition_penalty=1.2, seed=step, **where)
+    finally:
         model.train(was_training)
-        tqdm.write(f"sample @ {step}: {prompt}{text}")
-    except Exception as e:  # noqa: BLE001 - a sample must never stop training
-        tqdm.write(f"sample @ {step} failed: {type(e).__name__}: {e}")
+    tqdm.write(f"sample @ {step}: {prompt}{text}")
 
 
 def _state_dicts(raw, optimizer, fsdp: bool):

@@ -13,7 +13,6 @@ Prints one line per text: ``label<TAB>probability<TAB>text``.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from kogpt2.errors import KoGPT2Error
 
@@ -41,10 +40,9 @@ def run(args: argparse.Namespace) -> int:
         raise KoGPT2Error("--zero-shot uses no head; drop --head")
     texts = list(args.texts)
     if args.file:
-        f = Path(args.file)
-        if not f.is_file():
-            raise KoGPT2Error(f"--file not found: {f}")
-        texts += [l.strip() for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
+        from kogpt2.textio import read_text_lines
+
+        texts += read_text_lines(args.file, "--file", strip=True)
     if not texts or any(not t.strip() for t in texts):
         raise KoGPT2Error('give non-empty texts to classify, e.g. kogpt2 classify "정말 재미있는 영화였다" '
                           "(or --file F with one text per line)")

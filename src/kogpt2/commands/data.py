@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 
-from kogpt2.errors import KoGPT2Error
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="{prepare,inspect}")
@@ -56,6 +54,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def _prepare(args: argparse.Namespace) -> int:
     from kogpt2.data import prepare, summary
     from kogpt2.data_clean import read_exclude_file
+    from kogpt2.validate import output_dir
+
+    output_dir(args.out)
 
     rules = list(args.exclude)
     for f in args.exclude_file:
@@ -72,7 +73,8 @@ def _prepare(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from kogpt2.data import inspect
 
-    if args.n < 0:
-        raise KoGPT2Error(f"--n must be >= 0, got {args.n}")
+    from kogpt2.validate import check_numbers
+
+    check_numbers(n=(args.n, ">= 0"), max_chars=(args.max_chars, ">= 1"))
     print(inspect(args.data_dir, n=args.n, split=args.split, max_chars=args.max_chars, seed=args.seed))
     return 0

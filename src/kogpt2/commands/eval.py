@@ -51,6 +51,9 @@ def run_bpc(args: argparse.Namespace) -> int:
     from kogpt2.model import load_model
     from kogpt2.tokenizer import load_tokenizer
 
+    from kogpt2.validate import check_numbers
+
+    check_numbers(batch_size=(args.batch_size, ">= 1"), max_docs=(args.max_docs, ">= 1"))
     model = load_model(args.model, dtype=args.dtype)
     tokenizer = load_tokenizer(args.model)
     max_pos = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
@@ -67,6 +70,9 @@ def run_bpc(args: argparse.Namespace) -> int:
 
 def run_chat(args: argparse.Namespace) -> int:
     from kogpt2.chat import evaluate_chat
+    from kogpt2.validate import check_numbers
+
+    check_numbers(max_pairs=(args.max_pairs, ">= 1"), samples=(args.samples, ">= 0"))
 
     r = evaluate_chat(args.data, args.model, args.adapter, args.max_pairs, args.samples, args.seed)
     print(f"answer bits/char on {r['pairs']} validation pairs: base {r['base_bpc']:.4f}", end="")
@@ -87,6 +93,9 @@ def run_sentiment(args: argparse.Namespace) -> int:
 
     if args.zero_shot and args.head:
         raise KoGPT2Error("--zero-shot uses no head; drop --head")
+    from kogpt2.validate import check_numbers
+
+    check_numbers(max_examples=(args.max_examples, ">= 1"), threads=(args.threads, ">= 1"))
     if args.threads:
         torch.set_num_threads(args.threads)
     r = evaluate_sentiment(args.data, args.head, args.model, args.zero_shot, args.max_examples)

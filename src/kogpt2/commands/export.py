@@ -43,6 +43,10 @@ def run_onnx(args: argparse.Namespace) -> int:
 
     if args.cache == (args.out is not None) or (args.model is None and not args.cache):
         raise KoGPT2Error("give DIR OUT, or DIR --cache (DIR defaults to the bundled model with --cache)")
+    from kogpt2.validate import output_dir
+
+    if args.out:
+        output_dir(args.out, "OUT")
     model = _model_dir(args.model)
     check_model_dir(model)
     if args.cache:
@@ -65,7 +69,10 @@ def run_hf(args: argparse.Namespace) -> int:
     from kogpt2.checkpoint import release
     from kogpt2.model import check_model_dir
 
-    check_model_dir(args.model)
+    from kogpt2.validate import output_dir
+
+    check_model_dir(args.model, tokenizer=True)
+    output_dir(args.out, "OUT")
     out = release(args.model, args.out, dtype=args.dtype)
     for f in sorted(out.iterdir()):
         print(f"{f}  {f.stat().st_size / 1e6:.1f} MB")

@@ -58,6 +58,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kogpt2.finetune import FinetuneConfig
+    from kogpt2.validate import existing_file, output_dir
+
+    existing_file(args.data, "--data")
+    output_dir(args.out)
 
     names = ("data", "out", "model", "full", "epochs", "max_steps", "batch_size", "lr", "warmup_steps", "max_len",
              "max_examples", "val_fraction", "max_val", "eval_interval", "patience", "lora_r", "lora_alpha",

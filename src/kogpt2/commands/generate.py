@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from kogpt2.errors import KoGPT2Error
 
@@ -63,13 +62,9 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
         raise KoGPT2Error("give a PROMPT or --prompts FILE (exactly one)")
     if args.prompt is not None:
         return [args.prompt]
-    f = Path(args.prompts)
-    if not f.is_file():
-        raise KoGPT2Error(f"--prompts file not found: {f}")
-    lines = [l for l in f.read_text(encoding="utf-8").splitlines() if l.strip()]
-    if not lines:
-        raise KoGPT2Error(f"--prompts file {f} holds no prompt")
-    return lines
+    from kogpt2.textio import read_text_lines
+
+    return read_text_lines(args.prompts, "--prompts")
 
 
 def run(args: argparse.Namespace) -> int:

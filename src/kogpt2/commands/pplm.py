@@ -18,7 +18,6 @@ import argparse
 import json
 import random
 import sys
-from pathlib import Path
 
 from kogpt2.errors import KoGPT2Error
 
@@ -139,8 +138,9 @@ def _attribute(args: argparse.Namespace, tokenizer):
     if args.label:
         raise KoGPT2Error("--class only applies with --discrim")
     if args.bow_file:
-        if not Path(args.bow_file).is_file():
-            raise KoGPT2Error(f"--bow-file not found: {args.bow_file}")
+        from kogpt2.validate import existing_file
+
+        existing_file(args.bow_file, "--bow-file")
         return pplm.load_bow(args.bow_file, tokenizer)
     return pplm.load_bow(args.bow, tokenizer)
 
@@ -189,8 +189,11 @@ def run_train(args: argparse.Namespace) -> int:
     quiet_libraries()
     from kogpt2.pplm_discrim import read_labelled, train_discriminator
 
-    if args.max_examples < 2:
-        raise KoGPT2Error(f"--max-examples must be >= 2, got {args.max_examples}")
+    from kogpt2.validate import check_numbers, output_dir
+
+    output_dir(args.out)
+    check_numbers(max_examples=(args.max_examples, ">= 2"), valid_fraction=(args.valid_fraction, ">= 0 < 1"),
+                  epochs=(args.epochs, ">= 1"), lr=(args.lr, "> 0"))
     rows = read_labelled(args.data)
     r = train_discriminator(rows, args.out, args.model, max_examples=args.max_examples,
                             valid_fraction=args.valid_fraction, epochs=args.epochs, lr=args.lr, seed=args.seed)

@@ -47,6 +47,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from kogpt2.tokenizer import train_tokenizer, tokenizer_hash
+    from kogpt2.validate import check_numbers, output_dir
+
+    output_dir(args.out)
+    check_numbers(limit_alphabet=(args.limit_alphabet, ">= 0"), min_frequency=(args.min_frequency, ">= 1"))
 
     tok = train_tokenizer(args.files, vocab_size=args.vocab_size, limit_alphabet=args.limit_alphabet,
                           min_frequency=args.min_frequency, out_dir=args.out)
@@ -60,13 +64,9 @@ def _read_input(args: argparse.Namespace) -> str:
     if args.text is not None:
         return args.text
     if args.file is not None:
-        try:
-            with open(args.file, encoding="utf-8") as f:
-                return f.read()
-        except FileNotFoundError:
-            raise KoGPT2Error(f"--file {args.file} not found") from None
-        except (OSError, UnicodeDecodeError) as e:
-            raise KoGPT2Error(f"cannot read --file {args.file} as UTF-8 text: {e}") from None
+        from kogpt2.textio import read_text
+
+        return read_text(args.file, "--file")
     if sys.stdin.isatty():
         raise KoGPT2Error("nothing to encode: give TEXT, --file, or pipe text on stdin")
     return sys.stdin.read()

@@ -2,6 +2,7 @@
 
     kogpt2 train --data runs/data --out runs/mini --preset mini --n-ctx 256 --batch-size 16 --max-steps 20000
     kogpt2 train --data runs/data --out runs/mini --resume            # continue exactly
+    kogpt2 train --data runs/data --out runs/mini --resume-from step_0000500   # from an older checkpoint
     torchrun --nproc_per_node 2 -m kogpt2 train --data runs/data --out runs/ddp --preset mini --grad-accum 2
 """
 
@@ -23,12 +24,15 @@ HELP = {
     "compile": "torch.compile the model (faster after a one-off compile)",
     "grad_checkpointing": "activation checkpointing (less memory, ~30%% slower)",
     "fsdp": "shard parameters with FSDP2 (for presets that do not fit one device)",
+    "loss_chunk": "tokens per chunk of LM head + cross-entropy, recomputed in backward (0 = all at once; "
+                  "e.g. 4096: no (B, T, vocab) logits in memory, so larger batches fit)",
     "device": "auto, cpu or cuda", "seed": "random seed (data order, init, dropout)",
-    "eval_interval": "steps between validation loss / bits-per-char evaluations",
+    "eval_interval": "steps between validation loss / bits-per-char evaluations (0 = no evaluation)",
     "eval_tokens": "validation tokens per evaluation",
     "sample_interval": "steps between sample generations (0 = never)",
     "save_interval": "steps between checkpoints", "keep": "checkpoints to keep",
     "resume": "continue from the newest checkpoint in --out",
+    "resume_from": "continue from this checkpoint: a path, a step_* name in --out, or a step number",
     "init_from": "initialise from another model directory (remaps vocabulary, grows context)",
     "threads": "torch CPU threads (default: all cores)",
     "peak_flops": "peak FLOP/s for the MFU estimate",

@@ -1,0 +1,59 @@
+"""``benchmarks/gpu.py --dry-run``: every row of the GPU check runs on the CPU, so the script cannot rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "gpu.py"
+
+
+def row_names() -> list[str]:
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import gpu
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return [r.name for r in gpu.ROWS]
+
+
+@pytest.mark.slow
+def test_dry_run_runs_every_row_and_writes_the_report(tmp_path):
+    out = tmp_path / "report.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", "--out", str(out)], capture_output=True,
+                       text=True, timeout=600, env=env, cwd=tmp_path)
+    log = r.stdout[-4000:] + r.stderr[-2000:]
+    assert r.returncode == 0, log
+    results = {line.split()[1]: line.split()[2] for line in r.stdout.splitlines() if line.startswith("RESULT ")}
+    assert list(results) == row_names(), log
+    # PENDING: the row waits for a --device flag another issue adds; it must then turn OK, never FAILED.
+    assert set(results.values()) <= {"OK", "PENDING"}, log
+    assert all(results[n] == "OK" for n in results if n.startswith("train-")), log
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["dry_run"] and [e["row"] for e in report["rows"]] == row_names()
+    assert "| target MFU >= 40%" in r.stdout  # targets are printed beside their rows
+
+
+def test_a_failing_row_is_reported_and_the_exit_status_is_1(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import gpu
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+
+    def broken(ctx):
+        raise RuntimeError("out of memory\nsecond line")
+
+    monkeypatch.setattr(gpu, "ROWS", [gpu.Row("a", broken), gpu.Row("b", lambda ctx: {"tok_s": 5.0})])
+    rc = gpu.main(["--dry-run", "--out", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "RESULT a FAILED RuntimeError: out of memory\n" in out
+    assert "RESULT b OK tok_s=5.0" in out
