@@ -196,6 +196,12 @@ def test_export_and_onnx_backend_errors(tmp_path, tiny_model_dir):
         load(tiny_model_dir, None, "onnx", "bf16")
     with pytest.raises(KoGPT2Error, match="neither"):
         load(tmp_path, None, "onnx", "fp32")
+    old = tmp_path / "old-export"  # format 1: Concat attention, no in-place cache
+    old.mkdir()
+    (old / "model.onnx").write_bytes(b"")
+    (old / "onnx_export.json").write_text('{"opset": 17}')
+    with pytest.raises(KoGPT2Error, match="older kogpt2; export it again"):
+        load(old, None, "onnx", "fp32")
 
 
 @pytest.mark.slow

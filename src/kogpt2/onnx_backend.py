@@ -132,6 +132,9 @@ class OnnxDecoder(Decoder):
             raise KoGPT2Error("--backend onnx needs onnxruntime: pip install 'kogpt2[onnx]'") from e
         onnx_path = Path(onnx_path)
         self.model_dir = onnx_path.parent
+        if export_format(self.model_dir) != EXPORT_FORMAT:
+            raise KoGPT2Error(f"{onnx_path} was exported by an older kogpt2; export it again: "
+                              f"kogpt2 export onnx MODEL_DIR {self.model_dir}")
         cfg = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
         self.context = int(cfg.get("n_positions") or cfg.get("max_position_embeddings"))
         self.vocab_size = int(cfg["vocab_size"])
@@ -143,9 +146,6 @@ class OnnxDecoder(Decoder):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.input_names, self.output_names = io_names(self.n_layer)
-        if export_format(self.model_dir) != EXPORT_FORMAT:
-            raise KoGPT2Error(f"{onnx_path} was exported by an older kogpt2; export it again: "
-                              f"kogpt2 export onnx MODEL_DIR {self.model_dir}")
 
     @classmethod
     def from_dir(cls, path: str | Path | None, dtype: str = "fp32") -> "OnnxDecoder":
