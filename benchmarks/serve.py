@@ -2,10 +2,13 @@
 
 Starts the server in this process (uvicorn on a free 127.0.0.1 port), fires a bounded number of
 completion requests (144 in all) at concurrency 1, 4 and 16, then restarts it with
-``max_batch=1`` (one request decoded at a time) and repeats concurrency 16. Prints tokens/s,
-p50/p99 latency and errors per run; the last line compares the two servers at concurrency 16::
+``max_batch=1`` (one request decoded at a time) and repeats concurrency 16. Every 8th request
+of each run is poisoned (a sampler-crashing ``temperature`` of 1e-300, or an invalid body): they
+share batches with the others, and must not fail them. Prints tokens/s, p50/p99 latency and the
+errors of the well-formed requests per run, and how the poisoned ones were answered; the last line
+compares the two servers at concurrency 16::
 
-    RESULT batched_tok_s=<> sequential_tok_s=<> ratio=<> p99_ms=<> errors=<>
+    RESULT batched_tok_s=<> sequential_tok_s=<> ratio=<> p99_ms=<> errors=<> poisoned=<status:count,...>
 
 Model: the bundled ``kogpt2-small`` when present, else a random model of the ``mini`` shape
 (6 layers, 384 wide) with a tokenizer trained on the test fixture sentences. CPU only, one
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import socket
 import statistics
 import tempfile
@@ -30,6 +34,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = ["오늘 아침에", "나는 어두운 숲 속을", "서울의 봄은", "우리 집 고양이가", "옛날 옛적에", "비가 오는 날에는"]
+# mixed into the load: a value that crashed the sampler (issue 18), and a body refused with 422
+POISON = [{"prompt": "a", "temperature": 1e-300, "max_tokens": 4}, {"prompt": "a", "temperature": 3.0}]
+POISON_EVERY = 8
 
 
 def mini_model_dir(out: Path) -> Path:
@@ -85,16 +92,25 @@ class Server:
 
 
 async def load(url: str, requests: int, concurrency: int, max_tokens: int) -> dict:
-    """Fire ``requests`` completions from ``concurrency`` clients; tokens/s, latencies, errors."""
+    """Fire ``requests`` completions from ``concurrency`` clients, every ``POISON_EVERY``-th one
+    poisoned; tokens/s, latencies and errors of the well-formed ones, status codes of the poisoned."""
     import httpx
 
-    latencies, tokens, errors = [], 0, 0
+    latencies, tokens, errors, poisoned = [], 0, 0, {}
     queue = list(range(requests))
 
     async def client(http: httpx.AsyncClient) -> None:
         nonlocal tokens, errors
         while queue:
             i = queue.pop()
+            if i % POISON_EVERY == POISON_EVERY - 1:
+                try:
+                    code = (await http.post(url + "/v1/completions", json=POISON[i // POISON_EVERY % 2],
+                                            timeout=300)).status_code
+                except httpx.HTTPError:
+                    code = 0
+                poisoned[code] = poisoned.get(code, 0) + 1
+                continue
             body = {"prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": max_tokens, "temperature": 0.8,
                     "top_p": 0.95, "seed": i}
             t0 = time.perf_counter()
@@ -116,7 +132,7 @@ async def load(url: str, requests: int, concurrency: int, max_tokens: int) -> di
     latencies.sort()
     return {"tok_s": tokens / wall, "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
-            "errors": errors, "requests": requests, "wall_s": wall}
+            "errors": errors, "requests": requests, "wall_s": wall, "poisoned": poisoned}
 
 
 def main() -> None:
@@ -125,13 +141,15 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32, help="tokens per request (default 32)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    # the poisoned requests' failures are logged with tracebacks by the server; counted here instead
+    logging.getLogger("kogpt2.serve").setLevel(logging.CRITICAL)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(args.model) if args.model else mini_model_dir(Path(tmp))
         print(f"model: {model_dir}  max_tokens={args.max_tokens}  torch threads=1")
         runs = [("batched", 16, 1, 16), ("batched", 16, 4, 32), ("batched", 16, 16, 48),
                 ("sequential", 1, 16, 48)]
         results = {}
-        print(f"{'server':<11} {'conc':>4} {'reqs':>5} {'tok/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}")
+        print(f"{'server':<11} {'conc':>4} {'reqs':>5} {'tok/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}  poisoned")
         for mode in ("batched", "sequential"):
             with Server(model_dir, max_batch=16 if mode == "batched" else 1) as srv:
                 asyncio.run(load(srv.url, 4, 4, 4))  # warm-up
@@ -139,14 +157,19 @@ def main() -> None:
                     res = asyncio.run(load(srv.url, reqs, conc, args.max_tokens))
                     results[(name, conc)] = res
                     print(f"{name:<11} {conc:>4} {reqs:>5} {res['tok_s']:>8.1f} {res['p50_ms']:>8.0f} "
-                          f"{res['p99_ms']:>8.0f} {res['errors']:>6}", flush=True)
+                          f"{res['p99_ms']:>8.0f} {res['errors']:>6}  {res['poisoned']}", flush=True)
     b, s = results[("batched", 16)], results[("sequential", 16)]
     errors = sum(r["errors"] for r in results.values())
+    poisoned: dict[int, int] = {}
+    for r in results.values():
+        for code, n in r["poisoned"].items():
+            poisoned[code] = poisoned.get(code, 0) + n
+    answered = ",".join(f"{code}:{n}" for code, n in sorted(poisoned.items()))
     ratio = b["tok_s"] / s["tok_s"] if s["tok_s"] else float("nan")
     print(f"batched vs one-at-a-time at concurrency 16: {b['tok_s']:.1f} / {s['tok_s']:.1f} tok/s = {ratio:.2f}x "
           "(target >= 3x)")
     print(f"RESULT batched_tok_s={b['tok_s']:.1f} sequential_tok_s={s['tok_s']:.1f} ratio={ratio:.2f} "
-          f"p99_ms={b['p99_ms']:.0f} errors={errors}")
+          f"p99_ms={b['p99_ms']:.0f} errors={errors} poisoned={answered}")
 
 
 if __name__ == "__main__":

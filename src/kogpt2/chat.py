@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import random
 import sys
@@ -282,6 +283,8 @@ def load_chat_model(model: str | Path | None = None, adapter: str | Path | None 
         model: base model directory (None = the adapter's recorded base, else the bundled model);
             or a full fine-tune directory when ``adapter`` is None.
         adapter: a ``kogpt2 finetune chat`` output: LoRA adapter, or a full fine-tune directory.
+            With neither ``model`` nor ``adapter``: the bundled chat adapter on the bundled model
+            (the bundled model as it is, with a logged warning, when the adapter is not installed).
 
     Raises:
         KoGPT2Error: the adapter is not a chat fine-tune, or was trained on another base model.
@@ -290,6 +293,12 @@ def load_chat_model(model: str | Path | None = None, adapter: str | Path | None 
     from kogpt2.model import load_model
     from kogpt2.tokenizer import load_tokenizer
 
+    if adapter is None and model is None:
+        adapter = bundled_chat_adapter_dir()
+        if not (adapter / "kogpt2_finetune.json").is_file():
+            logging.getLogger("kogpt2.chat").warning(
+                "the bundled chat adapter (%s) is not installed; chatting with the base model as it is", adapter)
+            adapter = None
     if adapter is None:
         from kogpt2.finetune import resolve_base
 

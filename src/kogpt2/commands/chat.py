@@ -50,7 +50,12 @@ def run(args: argparse.Namespace) -> int:
     if adapter is None and not args.no_adapter and args.model is None:
         default = bundled_chat_adapter_dir()
         adapter = default if (default / "kogpt2_finetune.json").is_file() else None
-    model, tokenizer = load_chat_model(args.model, adapter)
+    if adapter is None and args.model is None:  # the base model as it is (load_chat_model() would add the adapter)
+        from kogpt2.paths import bundled_model_dir
+
+        model, tokenizer = load_chat_model(bundled_model_dir(), None)
+    else:
+        model, tokenizer = load_chat_model(args.model, adapter)
     names = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "no_repeat_ngram_size", "seed")
     sampling = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     session = ChatSession(model, tokenizer, label=args.sentiment, **sampling)

@@ -2,39 +2,53 @@
 
 Examples::
 
-    kogpt2 serve                                   # bundled model, http://127.0.0.1:8000
+    kogpt2 serve                                   # bundled model (+ bundled chat adapter), http://127.0.0.1:8000
     kogpt2 serve --model runs/mini --port 8080
-    KOGPT2_API_KEY=secret kogpt2 serve --host 0.0.0.0 --cors-origin https://example.org
-    kogpt2 serve --model runs/chat --sentiment runs/sentiment --max-batch 32
+    KOGPT2_API_KEY=secret kogpt2 serve --host 0.0.0.0 --allowed-hosts kogpt2.example.org --cors-origin https://example.org
+    kogpt2 serve --model runs/base --chat-adapter runs/chat --sentiment runs/sentiment --max-batch 32
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
+import math
 import os
+import socket
 
+from kogpt2.config_flags import add_dataclass_flags, dataclass_kwargs
 from kogpt2.errors import KoGPT2Error
+
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "::1"]
+log = logging.getLogger("kogpt2.serve")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from kogpt2.serve.app import ServeConfig
+
     parser.add_argument("--model", default=None, help="model directory (default: the bundled kogpt2-small)")
-    parser.add_argument("--model-name", default=None, help="id shown in /v1/models (default: directory name)")
+    parser.add_argument("--chat-adapter", default=None, metavar="DIR",
+                        help="chat adapter (`kogpt2 finetune chat` output) for /v1/chat/completions and the web "
+                             "demo's chat tab (default: the bundled kogpt2-small-chat with the bundled model)")
+    parser.add_argument("--no-chat-adapter", action="store_true", help="chat with the model as it is")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--api-key", default=None,
-                        help="require `Authorization: Bearer KEY` on /v1/* (default: env KOGPT2_API_KEY, else none)")
+                        help="require `Authorization: Bearer KEY` on every route but /health and the web page "
+                             "(default: env KOGPT2_API_KEY, else none)")
+    parser.add_argument("--allowed-hosts", nargs="+", default=None, metavar="HOST",
+                        help="Host header names accepted, '*' = any (default: localhost, 127.0.0.1, ::1 when "
+                             "bound to loopback, else any)")
     parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                         help="allow this browser origin (repeatable); CORS is off by default")
     parser.add_argument("--sentiment", default=None, metavar="DIR",
                         help="sentiment head directory; enables POST /api/classify")
-    parser.add_argument("--max-batch", type=int, default=16, help="most rows decoded together (default 16)")
-    parser.add_argument("--max-queue", type=int, default=64, help="most rows waiting before 503 (default 64)")
-    parser.add_argument("--max-wait-ms", type=float, default=10.0,
-                        help="how long a request waits for others to batch with (default 10)")
-    parser.add_argument("--max-tokens-cap", type=int, default=512, help="largest max_tokens accepted (default 512)")
-    parser.add_argument("--n-cap", type=int, default=4, help="largest n accepted (default 4)")
     parser.add_argument("--max-body-kb", type=int, default=64, help="largest request body in KiB (default 64)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_dataclass_flags(parser, ServeConfig, exclude={"model_name", "max_body_bytes", "api_key", "cors_origins",
+                                                      "allowed_hosts", "default_max_tokens"})
+    parser.add_argument("--model-name", default=None, help="id shown in /v1/models (default: directory name)")
     parser.set_defaults(func=run)
 
 
@@ -44,19 +58,81 @@ def run(args: argparse.Namespace) -> int:
 
     from kogpt2.serve.app import ServeConfig, create_app, load_sentiment
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not 0 < args.port < 65536:
         raise KoGPT2Error(f"--port must be between 1 and 65535, got {args.port}")
     if args.threads is not None:
         if args.threads < 1:
             raise KoGPT2Error(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
-    cfg = ServeConfig(model_name=args.model_name, max_batch=args.max_batch, max_queue=args.max_queue,
-                      max_wait_ms=args.max_wait_ms, max_tokens_cap=args.max_tokens_cap, n_cap=args.n_cap,
-                      default_max_tokens=min(64, args.max_tokens_cap), max_body_bytes=args.max_body_kb * 1024,
-                      api_key=args.api_key or os.environ.get("KOGPT2_API_KEY") or None,
-                      cors_origins=args.cors_origin)
-    classifier = load_sentiment(args.sentiment) if args.sentiment else None
-    app = create_app(args.model, cfg, classifier=classifier)
-    print(f"serving {app.state.kogpt2.name} on http://{args.host}:{args.port}/  (API: /v1, docs: /docs)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if args.max_body_kb < 1:
+        raise KoGPT2Error(f"--max-body-kb must be >= 1, got {args.max_body_kb}")
+    if args.chat_adapter and args.no_chat_adapter:
+        raise KoGPT2Error("--chat-adapter and --no-chat-adapter conflict; give one")
+    key = args.api_key if args.api_key is not None else os.environ.get("KOGPT2_API_KEY")
+    if key is not None and (not key.strip() or key != key.strip()):
+        raise KoGPT2Error("--api-key (or KOGPT2_API_KEY) is empty or has surrounding spaces; give a real key, "
+                          "or leave it unset to serve without one")
+    settings = dataclass_kwargs(ServeConfig, args)
+    settings.update(default_max_tokens=min(64, max(1, args.max_tokens_cap)), max_body_bytes=args.max_body_kb * 1024,
+                    api_key=key, cors_origins=args.cors_origin,
+                    allowed_hosts=args.allowed_hosts or (LOOPBACK_HOSTS if _is_loopback(args.host) else None))
+    cfg = ServeConfig(**settings)
+    sock = bind(args.host, args.port)
+    try:
+        classifier = load_sentiment(args.sentiment) if args.sentiment else None
+        app = create_app(args.model, cfg, classifier=classifier, chat_adapter=chat_adapter(args))
+        print(f"serving {app.state.kogpt2.name} on http://{_url_host(args.host)}:{args.port}/  (API: /v1)",
+              flush=True)
+        config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=math.ceil(cfg.keep_alive_s),
+                                limit_concurrency=cfg.max_connections,
+                                h11_max_incomplete_event_size=cfg.max_header_kb * 1024)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
+
+
+def chat_adapter(args: argparse.Namespace) -> str | None:
+    """The chat adapter to serve: ``--chat-adapter``, else the bundled one with the bundled model."""
+    from kogpt2.chat import bundled_chat_adapter_dir
+
+    if args.no_chat_adapter:
+        return None
+    if args.chat_adapter:
+        return args.chat_adapter
+    default = bundled_chat_adapter_dir()
+    if args.model is None and (default / "kogpt2_finetune.json").is_file():
+        return str(default)
+    log.warning("no chat adapter: /v1/chat/completions answers with the base model as it is "
+                "(give --chat-adapter DIR, from `kogpt2 finetune chat`)")
+    return None
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, bound here so a busy port is one clear error, not uvicorn's exit 3."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise KoGPT2Error(f"cannot listen on {host}:{port}: {e.strerror or e}; stop what uses it or give "
+                          "another --port") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import re
 import time
@@ -29,7 +30,7 @@ from kogpt2.errors import KoGPT2Error
 from kogpt2.paths import PACKAGE_DIR
 from kogpt2.serve.batcher import Batcher, QueueFull, Ticket
 from kogpt2.serve.metrics import CONTENT_TYPE, Metrics
-from kogpt2.serve.middleware import Guard
+from kogpt2.serve.middleware import Guard, request_id
 from kogpt2.serve.prompts import render_chat
 from kogpt2.serve.schemas import (ApiError, ChatRequest, ClassifyRequest, CompletionRequest, _Sampling,
                                   error_body)
@@ -37,6 +38,7 @@ from kogpt2.serve.schemas import (ApiError, ChatRequest, ClassifyRequest, Comple
 WEB_DIR = PACKAGE_DIR / "web"
 Classifier = Callable[[list[str]], list[dict]]
 _UNION_TAG = re.compile(r"^(str|int|float|bool|none|.*\[.*\])$")
+log = logging.getLogger("kogpt2.serve")
 
 
 @dataclass
@@ -60,27 +62,41 @@ class ServeConfig:
     max_body_bytes: int = 64 * 1024
     """Largest request body; larger ones get 413."""
     api_key: str | None = None
-    """When set, ``/v1/*`` requires ``Authorization: Bearer <api_key>``."""
+    """When set, every route but ``/health`` and the web page requires ``Authorization: Bearer <api_key>``."""
     cors_origins: list[str] = field(default_factory=list)
     """Origins allowed by CORS; empty = CORS off."""
+    allowed_hosts: list[str] | None = None
+    """Host header values accepted (port ignored; ``*`` = any); ``None`` = no check."""
+    keep_alive_s: float = 5.0
+    """Seconds an idle keep-alive connection stays open (uvicorn's ``timeout_keep_alive``)."""
+    max_connections: int = 128
+    """Most open connections and requests at once; beyond it uvicorn answers 503 (``limit_concurrency``)."""
+    max_header_kb: int = 16
+    """Largest request head in KiB (uvicorn's ``h11_max_incomplete_event_size``)."""
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be >= 1, got {getattr(self, name)}" for name in
-                    ("max_batch", "max_queue", "max_tokens_cap", "default_max_tokens", "n_cap", "max_body_bytes")
+                    ("max_batch", "max_queue", "max_tokens_cap", "default_max_tokens", "n_cap", "max_body_bytes",
+                     "max_connections", "max_header_kb")
                     if getattr(self, name) < 1]
-        if self.max_wait_ms < 0:
-            problems.append(f"max_wait_ms must be >= 0, got {self.max_wait_ms}")
+        if not math.isfinite(self.max_wait_ms) or self.max_wait_ms < 0:
+            problems.append(f"max_wait_ms must be a finite number >= 0, got {self.max_wait_ms}")
+        if not math.isfinite(self.keep_alive_s) or self.keep_alive_s <= 0:
+            problems.append(f"keep_alive_s must be a finite number > 0, got {self.keep_alive_s}")
         if self.default_max_tokens > self.max_tokens_cap:
             problems.append(f"default_max_tokens ({self.default_max_tokens}) exceeds max_tokens_cap "
                             f"({self.max_tokens_cap})")
-        if self.api_key is not None and not self.api_key.strip():
-            problems.append("api_key is empty; give a non-empty key or none")
+        if self.api_key is not None and (not self.api_key.strip() or self.api_key != self.api_key.strip()):
+            problems.append("api_key is empty or has surrounding spaces; give a non-empty key or none")
+        if self.allowed_hosts is not None and not [h for h in self.allowed_hosts if h.strip()]:
+            problems.append("allowed_hosts is empty; give at least one host name, or '*' for any")
         if problems:
             raise KoGPT2Error("bad server settings: " + "; ".join(problems))
 
 
 def create_app(model_dir: str | Path | None = None, config: ServeConfig | None = None, *, model=None,
-               tokenizer=None, classifier: Classifier | None = None) -> FastAPI:
+               tokenizer=None, classifier: Classifier | None = None,
+               chat_adapter: str | Path | None = None) -> FastAPI:
     """Build the server app.
 
     Args:
@@ -90,6 +106,8 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
         tokenizer: its tokenizer.
         classifier: ``texts -> [{"label": ..., "score": ...}, ...]`` behind ``/api/classify``;
             ``None`` = the endpoint answers 501.
+        chat_adapter: a ``kogpt2 finetune chat`` output applied to ``/v1/chat/completions`` (and the web
+            demo's chat tab), on ``model_dir``; ``None`` = chat uses the model as it is.
     """
     from kogpt2.paths import bundled_model_dir
     from kogpt2.tokenizer import load_tokenizer
@@ -106,19 +124,29 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
     else:
         name = cfg.model_name or getattr(model.config, "_name_or_path", "") or "kogpt2"
         name = Path(str(name)).name or "kogpt2"
-    state = _State(cfg, name, model, tokenizer, classifier)
+    chat = None
+    if chat_adapter is not None:
+        from kogpt2.chat import load_chat_model
+
+        chat = load_chat_model(model_dir if model_dir is not None else bundled_model_dir(), chat_adapter)
+    state = _State(cfg, name, model, tokenizer, classifier, chat)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.batcher.start()
+        for b in state.batchers():
+            b.start()
         yield
-        state.batcher.stop()
+        for b in state.batchers():
+            b.stop()
 
-    app = FastAPI(title="KoGPT2", version="1", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    # NOTE: no /docs: FastAPI's Swagger page loads its scripts from a CDN (blank when offline);
+    # /openapi.json stays, behind the API key, for any OpenAPI viewer.
+    app = FastAPI(title="KoGPT2", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.kogpt2 = state
     _install_errors(app)
     _install_routes(app, state)
-    app.add_middleware(Guard, api_key=cfg.api_key, max_body_bytes=cfg.max_body_bytes, metrics=state.metrics)
+    app.add_middleware(Guard, api_key=cfg.api_key, max_body_bytes=cfg.max_body_bytes, metrics=state.metrics,
+                       allowed_hosts=cfg.allowed_hosts)
     if cfg.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -130,7 +158,7 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
 class _State:
     """Everything the routes share."""
 
-    def __init__(self, cfg: ServeConfig, name: str, model, tokenizer, classifier) -> None:
+    def __init__(self, cfg: ServeConfig, name: str, model, tokenizer, classifier, chat=None) -> None:
         self.cfg, self.name, self.model, self.classifier = cfg, name, model, classifier
         self.created = int(time.time())
         self.metrics = Metrics()
@@ -139,7 +167,13 @@ class _State:
         self.counter_tok = _clone_tokenizer(tokenizer)
         self.batcher = Batcher(model, tokenizer, cfg.max_batch, cfg.max_queue, cfg.max_wait_ms / 1000,
                                self.metrics)
+        # chat answers come from the chat adapter's model, decoded by its own worker
+        self.chat_batcher = self.batcher if chat is None else Batcher(
+            chat[0], chat[1], cfg.max_batch, cfg.max_queue, cfg.max_wait_ms / 1000, self.metrics)
         self.context = self.batcher.decoder.context
+
+    def batchers(self) -> list[Batcher]:
+        return [self.batcher] if self.chat_batcher is self.batcher else [self.batcher, self.chat_batcher]
 
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` as the model sees it (an empty prompt still feeds ``</s>``)."""
@@ -177,6 +211,13 @@ def _install_errors(app: FastAPI) -> None:
     async def _kogpt2_error(request: Request, exc: KoGPT2Error) -> JSONResponse:
         return JSONResponse(error_body(str(exc), code="invalid_value"), status_code=422)
 
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        rid = request_id(request.scope)
+        log.error("request %s: %s %s failed", rid, request.method, request.url.path, exc_info=exc)
+        return JSONResponse(error_body(f"internal error (request {rid}); see the server log", "server_error",
+                                       code="internal_error"), status_code=500, headers={"x-request-id": rid})
+
     @app.exception_handler(404)
     async def _not_found(request: Request, exc) -> JSONResponse:
         return JSONResponse(error_body(f"no route {request.method} {request.url.path}", code="not_found"),
@@ -202,12 +243,14 @@ def _install_routes(app: FastAPI, st: _State) -> None:
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": st.name, "queue_depth": st.batcher.queue_depth(),
-                "active_rows": st.batcher.busy_rows, "sentiment": st.classifier is not None}
+        return {"status": "ok", "model": st.name, "queue_depth": sum(b.queue_depth() for b in st.batchers()),
+                "active_rows": sum(b.busy_rows for b in st.batchers()), "sentiment": st.classifier is not None,
+                "chat_adapter": st.chat_batcher is not st.batcher}
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        st.metrics.queue_depth.set(st.batcher.queue_depth())
+        st.metrics.queue_depth.set(sum(b.queue_depth() for b in st.batchers()))
+        st.metrics.active_rows.set(sum(b.busy_rows for b in st.batchers()))
         return Response(st.metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/models")
@@ -287,7 +330,7 @@ def _row_configs(st: _State, req: _Sampling, chat: bool, n_prompts: int) -> tupl
                     max_new_tokens=max_tokens, do_sample=not greedy, temperature=1.0 if greedy else req.temperature,
                     top_k=req.top_k, top_p=req.top_p, repetition_penalty=req.repetition_penalty, stop=stops,
                     seed=None if req.seed is None else req.seed + j))
-            except KoGPT2Error as e:
+            except (KoGPT2Error, ValueError) as e:
                 raise ApiError(422, str(e), code="invalid_value") from e
     return configs, max_tokens
 
@@ -303,15 +346,16 @@ async def _generate(st: _State, request: Request, req: _Sampling, prompts: list[
                             f"max_tokens asks for {max_tokens} more; shorten the prompt or lower max_tokens",
                        "messages" if chat else "prompt", code="context_length_exceeded")
     rows = [p for p in prompts for _ in range(req.n)]
+    batcher = st.chat_batcher if chat else st.batcher
     try:
-        ticket = st.batcher.submit(rows, configs)
+        ticket = batcher.submit(rows, configs, request_id(request.scope))
     except QueueFull as e:
-        retry = max(1, math.ceil(st.batcher.queue_depth() / st.cfg.max_batch))
+        retry = max(1, math.ceil(batcher.queue_depth() / st.cfg.max_batch))
         raise ApiError(503, f"the server is busy ({e}); retry in {retry} s", type_="server_busy",
                        code="queue_full", headers={"Retry-After": str(retry)}) from e
-    st.batcher.start()
+    batcher.start()
     st.metrics.prompt_tokens.inc(sum(prompt_tokens) * req.n)
-    call = _Call(st, req, chat, ticket, max_tokens, sum(prompt_tokens) * req.n, started)
+    call = _Call(st, batcher, req, chat, ticket, max_tokens, sum(prompt_tokens) * req.n, started)
     if req.stream:
         return StreamingResponse(call.sse(request), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -321,9 +365,9 @@ async def _generate(st: _State, request: Request, req: _Sampling, prompts: list[
 class _Call:
     """One generation request in flight: collects or streams its rows' text."""
 
-    def __init__(self, st: _State, req: _Sampling, chat: bool, ticket: Ticket, max_tokens: int,
-                 prompt_tokens: int, started: float) -> None:
-        self.st, self.req, self.chat, self.ticket = st, req, chat, ticket
+    def __init__(self, st: _State, batcher: Batcher, req: _Sampling, chat: bool, ticket: Ticket,
+                 max_tokens: int, prompt_tokens: int, started: float) -> None:
+        self.st, self.batcher, self.req, self.chat, self.ticket = st, batcher, req, chat, ticket
         self.max_tokens, self.prompt_tokens, self.started = max_tokens, prompt_tokens, started
         self.texts = [""] * ticket.n_rows
         self.reasons: list[str | None] = [None] * ticket.n_rows
@@ -334,26 +378,30 @@ class _Call:
 
     async def _events(self, request: Request) -> AsyncIterator[tuple[str, Any]]:
         """``("chunks", [(row, text)])`` and ``("end", row)`` until every row ended;
-        stops early (cancelling the rows) if the client goes away."""
-        while True:
-            try:
-                kind, payload = await asyncio.wait_for(self.ticket.events.get(), timeout=0.5)
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    self.st.batcher.forget(self.ticket)
+        stops early (the rows cancelled) as soon as the client goes away."""
+        watcher = asyncio.ensure_future(self._watch_disconnect(request))
+        try:
+            while True:
+                kind, payload = await self.ticket.events.get()
+                if kind == "gone":
                     return
-                continue
-            if kind == "chunks":
-                for i, text in payload:
-                    self.texts[i] += text
-                yield kind, payload
-            elif kind == "end":
-                i, self.reasons[i], self.tokens[i] = payload
-                yield kind, i
-            elif kind == "done":
-                return
-            else:
-                raise RuntimeError(payload)
+                async for event in self._event(kind, payload):
+                    yield event
+                if kind == "done":
+                    return
+        finally:
+            watcher.cancel()
+
+    async def _event(self, kind: str, payload: Any) -> AsyncIterator[tuple[str, Any]]:
+        if kind == "chunks":
+            for i, text in payload:
+                self.texts[i] += text
+            yield kind, payload
+        elif kind == "end":
+            i, self.reasons[i], self.tokens[i] = payload
+            yield kind, i
+        elif kind == "error":
+            raise RuntimeError(payload)
 
     def _usage(self) -> dict:
         self.st.metrics.latency.labels(self.endpoint).observe(time.perf_counter() - self.started)
@@ -361,14 +409,28 @@ class _Call:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": total,
                 "total_tokens": self.prompt_tokens + total}
 
+    async def _watch_disconnect(self, request: Request) -> None:
+        """Cancel the rows as soon as the client goes away (the body is read: the next message is the end)."""
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        self.batcher.forget(self.ticket)
+        self.ticket.events.put_nowait(("gone", None))
+
+    def _failed(self, e: Exception) -> dict:
+        self.batcher.forget(self.ticket)
+        rid = self.ticket.request_id
+        log.error("request %s: generation failed: %s", rid, e)
+        return error_body(f"generation failed (request {rid}): {e}", "server_error", code="generation_failed")
+
     async def collect(self, request: Request) -> dict:
         try:
             async for _ in self._events(request):
                 pass
         except RuntimeError as e:
-            raise ApiError(500, f"generation failed: {e}", type_="server_error", code="generation_failed") from e
+            body = self._failed(e)
+            raise ApiError(500, body["error"]["message"], type_="server_error", code="generation_failed") from e
         except asyncio.CancelledError:
-            self.st.batcher.forget(self.ticket)
+            self.batcher.forget(self.ticket)
             raise
         usage = self._usage()
         rows = enumerate(zip(self.texts, self.reasons))
@@ -419,11 +481,10 @@ class _Call:
             yield "data: [DONE]\n\n"
             finished = True
         except RuntimeError as e:
-            body = error_body(f"generation failed: {e}", "server_error", code="generation_failed")
-            yield f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+            yield f"data: {json.dumps(self._failed(e), ensure_ascii=False)}\n\n"
         finally:
             if not finished:  # client gone or failure: stop the rows still decoding
-                self.st.batcher.forget(self.ticket)
+                self.batcher.forget(self.ticket)
 
 def load_sentiment(path: str | Path) -> Classifier:
     """A ``/api/classify`` backend from a sentiment head directory (``kogpt2.sentiment``).

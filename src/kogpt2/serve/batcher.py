@@ -6,15 +6,22 @@ arrives, and decodes them with per-row sampling configs through ``kogpt2.samplin
 (the loop behind ``stream_batch``, used directly for its per-row finish reasons and token counts).
 Text chunks go back to each request's asyncio queue on the event loop; a request is answered as
 soon as its own rows end. A cancelled request (client gone) stops its rows through
-``should_stop``; its rows still waiting are dropped from the queue.
+``should_stop`` at the next decoding step; its rows still waiting are dropped from the queue.
+
+Failure isolation: when a decoding step raises, the rows that have not ended keep the tokens they
+generated; the worker splits them in two halves and resumes each half from its tokens (prompt +
+generated ids as the new prompt), down to single rows. A row that fails alone ends its request
+with an error; its batch-mates finish with their text intact.
 
 NOTE: the sampler takes its rows up front, so requests join between batches, not between
-decoding steps.
+decoding steps. After a recovery, a resumed sampling row draws from a fresh generator, and a stop
+sequence straddling the moment of the failure is not detected.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections import deque
@@ -22,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kogpt2.serve.metrics import Metrics
+
+log = logging.getLogger("kogpt2.serve")
 
 # finish reasons of kogpt2.sampling -> OpenAI's
 FINISH = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "stop"}
@@ -37,6 +46,11 @@ class _Row:
     index: int  # row index inside its ticket
     prompt: str
     config: Any  # kogpt2.sampling.SamplingConfig
+    ids: list[int] = field(default_factory=list)  # prompt ids + generated ids kept from earlier attempts
+    generated: int = 0  # generated tokens already in ``ids``
+    pending: str = ""  # text of those tokens not yet delivered (held back when an attempt failed)
+    sent: str = ""  # text delivered during the current attempt
+    ended: bool = False
 
 
 @dataclass
@@ -47,8 +61,10 @@ class Ticket:
 
     n_rows: int
     loop: asyncio.AbstractEventLoop
+    request_id: str = "-"
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
+    failed: bool = False
     _rows_left: int = 0
 
     def cancel(self) -> None:
@@ -105,9 +121,10 @@ class Batcher:
     def queue_depth(self) -> int:
         return len(self._queue)
 
-    def submit(self, prompts: list[str], configs: list[Any]) -> Ticket:
+    def submit(self, prompts: list[str], configs: list[Any], request_id: str = "-") -> Ticket:
         """Queue one request's rows (call on the event loop). Raises ``QueueFull``."""
-        ticket = Ticket(n_rows=len(prompts), loop=asyncio.get_running_loop(), _rows_left=len(prompts))
+        ticket = Ticket(n_rows=len(prompts), loop=asyncio.get_running_loop(), request_id=request_id,
+                        _rows_left=len(prompts))
         rows = [_Row(ticket, i, p, c) for i, (p, c) in enumerate(zip(prompts, configs))]
         with self._cond:
             if self._stopped:
@@ -151,43 +168,120 @@ class Batcher:
                 self._run(batch)
 
     def _run(self, batch: list[_Row]) -> None:
-        from kogpt2.sampling import decode_rows, encode_prompt
+        from kogpt2.sampling import encode_prompt
 
-        self.busy_rows = len(batch)
-        self.metrics.active_rows.set(len(batch))
         self.metrics.batch_size.observe(len(batch))
-        tickets = list({id(r.ticket): r.ticket for r in batch}.values())
+        self._set_busy(len(batch))
+        ready = []
+        for r in batch:
+            try:
+                r.ids = encode_prompt(self.tokenizer, r.prompt, self.decoder.context, r.config.max_new_tokens)
+                ready.append(r)
+            except Exception as e:  # noqa: BLE001 - one bad prompt fails its own request only
+                self._fail(r, e)
         try:
-            ctx = self.decoder.context
-            ids = [encode_prompt(self.tokenizer, r.prompt, ctx, r.config.max_new_tokens) for r in batch]
-            state: list = []  # the sampler's per-row objects: .done, .finish_reason, .gen
-            ended = [False] * len(batch)
-            for chunks in decode_rows(self.decoder, self.tokenizer, ids, [r.config for r in batch],
-                                      should_stop=lambda i: batch[i].ticket.cancelled, rows_out=state):
-                self._deliver(batch, chunks, state, ended)
-        except Exception as e:  # noqa: BLE001 - a failed batch must not kill the worker
-            for t in tickets:
-                t._post("error", f"{type(e).__name__}: {e}")
+            self._decode(ready)
         finally:
-            self.busy_rows = 0
-            self.metrics.active_rows.set(0)
+            self._set_busy(0)
 
-    def _deliver(self, batch: list[_Row], chunks: list[str], state: list, ended: list[bool]) -> None:
+    def _set_busy(self, n: int) -> None:
+        self.busy_rows = n
+        self.metrics.active_rows.set(n)
+
+    def _decode(self, group: list[_Row]) -> None:
+        """Decode ``group`` together; on a failure, resume the unfinished rows in halves."""
+        from kogpt2.sampling import decode_rows
+
+        group = [r for r in group if not r.ended]
+        if not group:
+            return
+        configs = [_resumed_config(r) for r in group]
+        for r in group:
+            r.sent = ""
+        state: list = []  # the sampler's per-row objects: .done, .finish_reason, .gen
+        try:
+            for chunks in decode_rows(self.decoder, self.tokenizer, [r.ids for r in group], configs,
+                                      should_stop=lambda i: group[i].ticket.cancelled, rows_out=state):
+                self._deliver(group, chunks, state)
+            return
+        except Exception as e:  # noqa: BLE001 - a failed step must not fail the rows that did nothing wrong
+            error = e
+        alive = [r for r in group if not r.ended]
+        if len(group) == 1:
+            if alive:
+                self._fail(alive[0], error)
+            return
+        for r, s in zip(group, state):
+            if not r.ended:
+                self._keep_progress(r, s)
+        log.warning("a batch of %d rows failed (%s: %s); resuming its %d unfinished rows in halves",
+                    len(group), type(error).__name__, error, len(alive))
+        half = (len(alive) + 1) // 2
+        self._decode(alive[:half])
+        self._decode(alive[half:])
+
+    def _keep_progress(self, row: _Row, s: Any) -> None:
+        """Fold a failed attempt's stable tokens into ``row.ids`` so the next attempt continues them."""
+        n = min(getattr(s, "n_stable", len(s.gen)), len(s.gen))
+        text = s.text_of(n) if n else ""
+        row.pending += text[len(row.sent):] if text.startswith(row.sent) else ""
+        row.ids = row.ids + list(s.gen[:n])
+        row.generated += n
+        if row.generated >= row.config.max_new_tokens:  # nothing left to generate: end it here
+            self._end(row, "length", [])
+
+    def _fail(self, row: _Row, error: Exception) -> None:
+        t = row.ticket
+        log.error("request %s: row %d failed: %s: %s", t.request_id, row.index, type(error).__name__, error,
+                  exc_info=error)
+        row.ended = True
+        self._set_busy(max(0, self.busy_rows - 1))
+        if not t.failed:
+            t.failed = True
+            t.cancel()  # its other rows stop at the next step
+            t._post("error", f"{type(error).__name__}: {error}")
+
+    def _deliver(self, group: list[_Row], chunks: list[str], state: list) -> None:
         """Post one step's chunks, then the end of every row that finished in it."""
         posts: dict[int, tuple[Ticket, list]] = {}
-        for row, text in zip(batch, chunks):
+        for row, text, s in zip(group, chunks, state):
+            if row.ended:
+                continue
+            if row.pending and (text or s.done):
+                row.sent += text
+                text, row.pending = row.pending + text, ""
+            else:
+                row.sent += text
             if text and not row.ticket.cancelled:
                 posts.setdefault(id(row.ticket), (row.ticket, []))[1].append((row.index, text))
         for t, pieces in posts.values():
             t._post("chunks", pieces)
-        for k, (row, s) in enumerate(zip(batch, state)):
-            if s.done and not ended[k]:
-                ended[k] = True
-                n_tokens = len(s.gen)
-                self.metrics.completion_tokens.inc(n_tokens)
-                if s.finish_reason == "cancelled":
-                    self.metrics.cancelled.inc()
-                row.ticket._post("end", (row.index, FINISH.get(s.finish_reason, "stop"), n_tokens))
-                row.ticket._rows_left -= 1
-                if row.ticket._rows_left == 0:
-                    row.ticket._post("done", None)
+        for row, s in zip(group, state):
+            if s.done and not row.ended:
+                self._end(row, s.finish_reason, s.gen)
+
+    def _end(self, row: _Row, reason: str, gen: list) -> None:
+        row.ended = True
+        n_tokens = row.generated + len(gen)
+        self.metrics.completion_tokens.inc(n_tokens)
+        self._set_busy(max(0, self.busy_rows - 1))
+        if reason == "cancelled" or row.ticket.failed:
+            self.metrics.cancelled.inc()
+        if row.ticket.failed:
+            return
+        if row.pending:  # text of the tokens kept from a failed attempt
+            row.ticket._post("chunks", [(row.index, row.pending)])
+            row.pending = ""
+        row.ticket._post("end", (row.index, FINISH.get(reason, "stop"), n_tokens))
+        row.ticket._rows_left -= 1
+        if row.ticket._rows_left == 0:
+            row.ticket._post("done", None)
+
+
+def _resumed_config(row: _Row) -> Any:
+    """The row's config for its next attempt: fewer tokens left; a new seed so draws do not repeat."""
+    if not row.generated:
+        return row.config
+    seed = row.config.seed
+    return row.config.replace(max_new_tokens=row.config.max_new_tokens - row.generated,
+                              seed=None if seed is None else (seed + row.generated) % 2**63)
