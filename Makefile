@@ -1,4 +1,5 @@
-# The two commands of the README: `make run` and `make test`.
+# The two commands of the README: `make run` and `make test` (`make test-fast` skips the slow tests,
+# `make bench` runs every benchmark with its quick default).
 # torch is installed first and pinned (TORCH_SPEC), so pip never resolves an unpinned,
 # multi-GB CUDA build; override it on a GPU box, e.g. `make run TORCH_SPEC=torch`.
 PYTHON ?= python3
@@ -7,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 PROMPT ?= 나는 어두운 숲 속을 거닐고 있다.
 BIN := $(VENV)/bin
 
-.PHONY: run test setup setup-dev bench clean
+.PHONY: run test test-fast setup setup-dev bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +37,26 @@ run: setup
 test: setup-dev
 	$(BIN)/python -m pytest -q
 
+# Everything but the tests marked slow (end-to-end subprocesses, browser, compile): a quick check.
+test-fast: setup-dev
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Every benchmark with its quick default; the two that need context get it here: bpc.py a prepared
+# data directory (made once from ../shared), gpu.py its CPU dry run when there is no GPU.
+BENCH_DATA ?= runs/bench-data16k
 bench: setup-dev
-	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+	test -d $(BENCH_DATA) || $(BIN)/kogpt2 data prepare ../shared/data/text \
+		--tokenizer src/kogpt2/models/kogpt2-small --out $(BENCH_DATA)
+	set -e; for b in benchmarks/*.py; do \
+		case $$b in \
+			*/bpc.py) args="--data $(BENCH_DATA)";; \
+			*/gpu.py) $(BIN)/python -c "import torch, sys; sys.exit(not torch.cuda.is_available())" \
+				&& args="--out $(BENCH_DATA)/gpu_report.json" \
+				|| args="--dry-run --out $(BENCH_DATA)/gpu_report.json";; \
+			*) args="";; \
+		esac; \
+		echo "== $$b $$args"; $(BIN)/python $$b $$args; \
+	done
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

@@ -126,7 +126,7 @@ def base_model_dir(ctx: Ctx) -> Path:
         from kogpt2.config import ModelConfig
         from kogpt2.model import build_model
         from kogpt2.tokenizer import load_tokenizer
-        from kogpt2.train import default_generation_config
+        from kogpt2.checkpoint import default_generation_config
 
         tok = load_tokenizer(default_model_dir())
         torch.manual_seed(0)

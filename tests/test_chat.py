@@ -11,7 +11,7 @@ import torch
 from kogpt2.chat import (IGNORE, ChatSession, encode_pair, format_prompt, format_turn, load_chat_model,
                          read_chat_csv, run_repl)
 from kogpt2.errors import KoGPT2Error
-from kogpt2.finetune import FinetuneConfig
+from kogpt2.finetune import FinetuneConfig, finetune
 
 # Question/answer pairs written for these tests: short everyday talk with repetitive answers.
 QUESTIONS = ["오늘 날씨 어때", "영화 보러 갈까", "배고파", "심심해", "잠이 안 와", "친구가 보고 싶어",
@@ -79,12 +79,10 @@ def test_missing_column_is_an_error(tmp_path):
 def chat_adapter(tmp_path_factory, chat_csv, tiny_model_dir):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("adapter") / "chat"
-    from kogpt2.chat import finetune_chat
-
     cfg = FinetuneConfig(data=chat_csv, out=str(out), model=str(tiny_model_dir), epochs=8, batch_size=8,
                          lr=1e-2, warmup_steps=2, val_fraction=0.2, eval_interval=16, patience=0, lora_r=4,
-                         dtype="fp32", max_len=64, progress=False)
-    return out, finetune_chat(cfg)
+                         dtype="fp32", max_len=64, device="cpu", progress=False)
+    return out, finetune("chat", cfg)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""``kogpt2 convert``: the TF checkpoint reader, both TF layouts, and KoGPT2 v1/v2 directories.
+"""``kogpt2 convert``: both TF layouts and KoGPT2 v1/v2 directories (the reader: test_tf_checkpoint.py).
 
 The TF fixtures in ``fixtures/tf/`` were written by TensorFlow itself (``make_tf_fixtures.py``);
 ``expected.json`` holds TensorFlow's own reading of every variable, so the reader is checked
@@ -8,7 +8,6 @@ passes written from the OpenAI GPT-2 and Grover model code.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -24,7 +23,7 @@ import torch
 from kogpt2.cli import main
 from kogpt2.convert import convert_hf, convert_tf, detect_layout
 from kogpt2.errors import KoGPT2Error
-from kogpt2.tf_checkpoint import TFCheckpoint, masked_crc32c, resolve_prefix
+from kogpt2.tf_checkpoint import TFCheckpoint
 
 TF_DIR = Path(__file__).resolve().parent / "fixtures" / "tf"
 OPENAI = TF_DIR / "openai" / "model.ckpt"
@@ -104,57 +103,6 @@ def _hf_logits(model_dir: Path) -> torch.Tensor:
     model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
     with torch.no_grad():
         return model(torch.tensor(IDS)).logits[0]
-
-
-# --- the reader -----------------------------------------------------------------------------
-
-@pytest.mark.parametrize("rel", sorted(json.loads((TF_DIR / "expected.json").read_text())))
-def test_reader_matches_tensorflow(rel):
-    expected = json.loads((TF_DIR / "expected.json").read_text())[rel]
-    with TFCheckpoint(TF_DIR / rel) as ckpt:
-        assert ckpt.names() == sorted(expected)
-        for name, e in expected.items():
-            value = ckpt.read(name)
-            assert list(value.shape) == e["shape"] and str(value.dtype) == e["dtype"], name
-            assert hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest() == e["sha256"], name
-
-
-def test_reader_matches_live_tensorflow():
-    tf = pytest.importorskip("tensorflow")  # not a dependency; expected.json covers its absence
-    for prefix in (OPENAI, GROVER):
-        theirs = tf.train.load_checkpoint(str(prefix))
-        with TFCheckpoint(prefix) as ours:
-            for name in ours.names():
-                np.testing.assert_array_equal(ours.read(name), theirs.get_tensor(name))
-
-
-def test_reader_reads_all_shards_and_resolves_paths():
-    ckpt = TFCheckpoint(TF_DIR / "grover")  # directory -> its ``checkpoint`` state file
-    assert ckpt.prefix == GROVER and ckpt.num_shards == 3
-    assert {e.shard_id for e in ckpt.entries.values()} == {0, 1, 2}
-    assert ckpt.read("global_step") == 7
-    for given in (f"{GROVER}.index", f"{GROVER}.data-00001-of-00003", GROVER):
-        assert resolve_prefix(given) == GROVER
-
-
-def test_masked_crc32c_known_value():
-    # CRC-32C("123456789") = 0xE3069283 (the standard check value), then LevelDB's mask.
-    crc = 0xE3069283
-    assert masked_crc32c(b"123456789") == ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def test_corrupt_data_is_detected(tmp_path):
-    for f in (TF_DIR / "openai").iterdir():
-        shutil.copy(f, tmp_path / f.name)
-    data = tmp_path / "model.ckpt.data-00000-of-00001"
-    ckpt = TFCheckpoint(tmp_path / "model.ckpt")
-    e = ckpt.entries["model/ln_f/g"]
-    ckpt.close()
-    raw = bytearray(data.read_bytes())
-    raw[e.offset] ^= 0xFF
-    data.write_bytes(bytes(raw))
-    with pytest.raises(KoGPT2Error, match="checksum mismatch in 'model/ln_f/g'"):
-        TFCheckpoint(tmp_path / "model.ckpt").read("model/ln_f/g")
 
 
 # --- TF conversion: exact logits --------------------------------------------------------------

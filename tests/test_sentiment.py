@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from kogpt2.errors import KoGPT2Error
-from kogpt2.finetune import FinetuneConfig
-from kogpt2.sentiment import (LABELS, Classifier, ZeroShotClassifier, _classifier_from_base, load_classifier,
+from kogpt2.finetune import FinetuneConfig, finetune
+from kogpt2.sentiment import (LABELS, Classifier, ZeroShotClassifier, classifier_from_base, load_classifier,
                               pool_last, read_nsmc)
 
 # Reviews written for these tests: 8 openings x 5 verdicts per side, obviously positive or negative.
@@ -59,7 +59,7 @@ def test_pool_last_finds_the_last_real_token():
 
 def test_padded_batches_classify_like_single_texts(tiny_model_dir, tiny_tokenizer):
     torch.manual_seed(0)
-    clf = Classifier(_classifier_from_base(tiny_model_dir, 2), tiny_tokenizer, max_len=32)
+    clf = Classifier(classifier_from_base(tiny_model_dir, 2), tiny_tokenizer, max_len=32)
     texts = ["이 영화는 정말 재미있었다", "별로", "시간 낭비였다. 줄거리가 너무 지루하고 뻔했다."]
     alone = torch.cat([clf.logits(*clf.encode([t])) for t in texts])
     ids, mask = clf.encode(texts)  # right padding
@@ -78,16 +78,14 @@ def test_padded_batches_classify_like_single_texts(tiny_model_dir, tiny_tokenize
 
 @pytest.fixture(scope="module")
 def head(tmp_path_factory, tiny_model_dir):
-    from kogpt2.sentiment import finetune_sentiment
-
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("sentiment")
     data = reviews()
     train = write_nsmc(tmp / "train.txt", [f"{i}\t{t}\t{y}" for i, (t, y) in enumerate(data[:60])])
     cfg = FinetuneConfig(data=train, out=str(tmp / "head"), model=str(tiny_model_dir), epochs=15, batch_size=8,
                          lr=5e-3, warmup_steps=5, val_fraction=0.15, eval_interval=25, patience=0, lora_r=4,
-                         lora_embeddings=True, dtype="fp32", max_len=32, progress=False)
-    meta = finetune_sentiment(cfg)
+                         lora_embeddings=True, dtype="fp32", max_len=32, device="cpu", progress=False)
+    meta = finetune("sentiment", cfg)
     return tmp / "head", meta, data[60:]
 
 
@@ -112,7 +110,7 @@ def test_lora_embeddings_adapt_the_input_embeddings_of_classifiers_only(head, ti
 
     path = head[0]
     assert any("wte.lora_embedding_A" in k for k in load_file(str(path / "adapter_model.safetensors")))
-    base = _classifier_from_base(tiny_model_dir, 2).transformer.wte.weight
+    base = classifier_from_base(tiny_model_dir, 2).transformer.wte.weight
     merged = load_classifier(path, tiny_model_dir).model.transformer.wte.weight
     assert not torch.allclose(merged, base)  # the low-rank embedding update was trained and merged
     assert torch.linalg.matrix_rank((merged - base).float()) <= 4  # and it is low rank (r=4)

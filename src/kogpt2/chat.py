@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from kogpt2.errors import KoGPT2Error
-from kogpt2.finetune import ReadReport
+from kogpt2.finetune.batching import ReadReport
 
 USR, SENT, SYS, EOS = "<usr>", "<unused1>", "<sys>", "</s>"
 LABELS = ("0", "1", "2")
@@ -144,11 +144,9 @@ def read_chat_csv(path: str | Path) -> tuple[list[ChatPair], ReadReport]:
 
 def val_split(pairs: list[ChatPair], meta: dict) -> tuple[list[ChatPair], list[ChatPair]]:
     """The (train, validation) pairs of a fine-tuning run, from the split recorded in ``meta``."""
-    from kogpt2.finetune import split_indices
+    from kogpt2.finetune.batching import run_split
 
-    if meta.get("max_examples") and meta["max_examples"] < len(pairs):
-        pairs = random.Random(meta["seed"]).sample(pairs, meta["max_examples"])
-    tr, va = split_indices(len(pairs), meta["val_fraction"], meta["max_val"], meta["seed"])
+    tr, va = run_split(len(pairs), meta["seed"], meta["val_fraction"], meta["max_val"], meta.get("max_examples"))
     return [pairs[i] for i in tr], [pairs[i] for i in va]
 
 
@@ -169,7 +167,7 @@ def answer_nll(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tenso
 
 def batch_of(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, ...]:
     """(ids, mask, labels), each (B, T), right-padded."""
-    from kogpt2.finetune import pad_right
+    from kogpt2.finetune.batching import pad_right
 
     ids, mask = pad_right([e[0] for e in encoded], pad_id)
     labels, _ = pad_right([e[1] for e in encoded], pad_id, fill=IGNORE)
@@ -183,7 +181,7 @@ def answer_bpc(model, tokenizer, pairs: list[ChatPair], max_len: int = 128, batc
 
     Characters are those of the answers; the closing ``</s>`` is predicted but has none.
     """
-    from kogpt2.finetune import autocast_ctx, iter_chunks
+    from kogpt2.finetune.batching import autocast_ctx, iter_chunks
 
     was = model.training
     model.eval()
@@ -197,80 +195,6 @@ def answer_bpc(model, tokenizer, pairs: list[ChatPair], max_len: int = 128, batc
     model.train(was)
     chars = sum(len(p.answer) for p in pairs)
     return nll / max(1, n_tok), nll / LN2 / max(1, chars)
-
-
-# ----------------------------------------------------------------------------- fine-tuning
-
-
-def finetune_chat(cfg) -> dict:
-    """Fine-tune a base model on Q/A pairs (LoRA by default); returns a summary dict.
-
-    Args:
-        cfg: a ``kogpt2.finetune.FinetuneConfig``.
-    """
-    from kogpt2.finetune import (apply_lora, base_name, fit, length_batches, model_fingerprint, prepare_out,
-                                 resolve_base, save_lora, write_meta)
-    from kogpt2.model import load_model
-    from kogpt2.tokenizer import load_tokenizer
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    base = resolve_base(cfg.model)
-    pairs, report = read_chat_csv(cfg.data)
-    print(report)
-    out = prepare_out(cfg.out)
-    meta = dict(task="chat", mode="full" if cfg.full else "lora", base_model=base_name(base), data=str(cfg.data),
-                seed=cfg.seed, val_fraction=cfg.val_fraction, max_val=cfg.max_val, max_examples=cfg.max_examples,
-                max_len=cfg.max_len, format=f"{USR}{{Q}}{SENT}{{label}}{SYS}{{A}}{EOS}",
-                bad_rows=dict(report.bad))
-    train_pairs, val_pairs = val_split(pairs, meta)
-    torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(base)
-    lm = load_model(base)
-    meta["base_fingerprint"] = model_fingerprint(lm)
-    model = lm if cfg.full else apply_lora(lm, cfg)
-    encoded = [encode_pair(tokenizer, p.question, p.answer, p.label, cfg.max_len) for p in train_pairs]
-    meta["truncated"] = sum(1 for p, (ids, _) in zip(train_pairs, encoded) if ids[-1] != tokenizer.eos_token_id)
-    lengths = [len(e[0]) for e in encoded]
-    print(f"{len(train_pairs)} training pairs, {len(val_pairs)} validation pairs, "
-          f"{'full fine-tuning' if cfg.full else f'LoRA r={cfg.lora_r}'} of {base}")
-
-    def batches(epoch: int) -> list:
-        return length_batches(lengths, cfg.batch_size, random.Random(cfg.seed + epoch))
-
-    def loss_fn(m, idx: list[int]) -> tuple[torch.Tensor, int]:
-        ids, mask, labels = batch_of([encoded[i] for i in idx], tokenizer.pad_token_id)
-        nll, n = answer_nll(m, ids, mask, labels)
-        return nll / max(1, n), int(mask.sum())
-
-    def evaluate() -> dict:
-        loss, bpc = answer_bpc(model, tokenizer, val_pairs, cfg.max_len, dtype=cfg.dtype)
-        return {"val_loss": loss, "val_bpc": bpc}
-
-    def save() -> None:
-        if cfg.full:
-            _save_full_chat(lm, tokenizer, out)
-        else:
-            save_lora(model, out)
-        write_meta(out, meta)
-
-    result = fit(model, loss_fn, batches, evaluate, save, cfg, out)
-    meta.update(steps=result.steps, best_step=result.best_step, best_val_loss=round(result.best_val_loss, 5),
-                first_val_loss=round(result.first_val_loss, 5),
-                best_val_bpc=round(min(h["val_bpc"] for h in result.history), 5), elapsed_s=result.elapsed_s)
-    write_meta(out, meta)
-    print(f"validation answer loss {result.first_val_loss:.4f} -> {result.best_val_loss:.4f} nats/token "
-          f"(best at step {result.best_step} of {result.steps}); saved to {out}")
-    return meta
-
-
-def _save_full_chat(lm, tokenizer, out: Path) -> None:
-    from transformers import GenerationConfig
-
-    lm.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
-    GenerationConfig(do_sample=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                     pad_token_id=tokenizer.pad_token_id, **CHAT_DEFAULTS).save_pretrained(str(out))
 
 
 # ----------------------------------------------------------------------------- loading
@@ -289,7 +213,7 @@ def load_chat_model(model: str | Path | None = None, adapter: str | Path | None 
     Raises:
         KoGPT2Error: the adapter is not a chat fine-tune, or was trained on another base model.
     """
-    from kogpt2.finetune import adapter_base, check_base, quiet_transformers, read_meta
+    from kogpt2.finetune.base import adapter_base, check_base, quiet_transformers, read_meta, resolve_base
     from kogpt2.model import load_model
     from kogpt2.tokenizer import load_tokenizer
 
@@ -300,8 +224,6 @@ def load_chat_model(model: str | Path | None = None, adapter: str | Path | None 
                 "the bundled chat adapter (%s) is not installed; chatting with the base model as it is", adapter)
             adapter = None
     if adapter is None:
-        from kogpt2.finetune import resolve_base
-
         base = resolve_base(model)
         return load_model(base), load_tokenizer(base)
     meta = read_meta(adapter, "chat")
@@ -465,7 +387,9 @@ def evaluate_chat(data: str | Path, model: str | Path | None = None, adapter: st
     Returns:
         ``{"pairs": n, "base_bpc": x, "finetuned_bpc": y or None, "samples": [(q, label, ref, answer)]}``.
     """
-    from kogpt2.finetune import FinetuneConfig, adapter_base, read_meta, resolve_base
+    from kogpt2.finetune.base import adapter_base, read_meta, resolve_base
+    from kogpt2.finetune.config import FinetuneConfig
+    from kogpt2.finetune.task import get_task
     from kogpt2.model import load_model
     from kogpt2.tokenizer import load_tokenizer
 
@@ -475,8 +399,8 @@ def evaluate_chat(data: str | Path, model: str | Path | None = None, adapter: st
         meta = read_meta(adapter, "chat")
         base = resolve_base(model) if meta["mode"] == "full" and model else adapter_base(meta, model)
     else:
-        d = FinetuneConfig(data=str(data), out="-")
-        meta = dict(seed=d.seed, val_fraction=d.val_fraction, max_val=d.max_val, max_examples=None, max_len=128)
+        d = FinetuneConfig(data=str(data), out="-", **get_task("chat").defaults)
+        meta = dict(seed=d.seed, val_fraction=d.val_fraction, max_val=d.max_val, max_examples=None, max_len=d.max_len)
         base = resolve_base(model)
     _, val = val_split(pairs, meta)
     val = val[:max_pairs] if max_pairs else val

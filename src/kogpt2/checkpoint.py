@@ -6,14 +6,13 @@
       hyperparameters.json    # the run's TrainConfig and model preset
       trainer_state.pt        # optimizer, step, data-sampler and torch RNG states
 
-Directories are written under a temporary name, fsynced and renamed, so a crash never
-leaves a half-written ``step_*``; the last ``keep`` are kept.
+Directories are written under a temporary name, fsynced and renamed (``kogpt2.atomic``), so a
+crash never leaves a half-written ``step_*``; the last ``keep`` are kept.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -21,23 +20,12 @@ from typing import Any
 
 import torch
 
+from kogpt2.atomic import atomic_dir
 from kogpt2.errors import KoGPT2Error
 
 STEP_RE = re.compile(r"^step_(\d{7,})$")
 STATE_FILE = "trainer_state.pt"
 HPARAMS_FILE = "hyperparameters.json"
-
-
-def _fsync_dir(path: Path) -> None:
-    for f in path.iterdir():
-        if f.is_file():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(out_dir: str | Path, step: int, state_dict: dict[str, torch.Tensor], hf_config,
@@ -47,29 +35,21 @@ def save_checkpoint(out_dir: str | Path, step: int, state_dict: dict[str, torch.
     from safetensors.torch import save_file
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     final = out / f"step_{step:07d}"
-    tmp = out / f".tmp-step_{step:07d}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    # Tied weights are stored once, as transformers does (lm_head.weight is the embedding).
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items() if k != "lm_head.weight"
-               or not getattr(hf_config, "tie_word_embeddings", True)}
-    save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    hf_config.save_pretrained(str(tmp))
-    if generation_config is not None:
-        generation_config.save_pretrained(str(tmp))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(tmp))
-    if hyperparameters is not None:
-        (tmp / HPARAMS_FILE).write_text(json.dumps(hyperparameters, indent=2, ensure_ascii=False, default=str))
-    if trainer_state is not None:
-        torch.save(trainer_state, tmp / STATE_FILE)
-    _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_dir(final) as tmp:
+        # Tied weights are stored once, as transformers does (lm_head.weight is the embedding).
+        tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items() if k != "lm_head.weight"
+                   or not getattr(hf_config, "tie_word_embeddings", True)}
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        hf_config.save_pretrained(str(tmp))
+        if generation_config is not None:
+            generation_config.save_pretrained(str(tmp))
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        if hyperparameters is not None:
+            (tmp / HPARAMS_FILE).write_text(json.dumps(hyperparameters, indent=2, ensure_ascii=False, default=str))
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / STATE_FILE)
     for old in list_checkpoints(out)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -182,18 +162,20 @@ def release(src: str | Path, out: str | Path, dtype: str = "bf16") -> Path:
         raise KoGPT2Error(f"--dtype {dtype!r}: choose bf16, fp16 or fp32")
     model = load_model(src).to(torch_dtype)
     tokenizer = load_tokenizer(src)
-    out = Path(out)
-    tmp = out.with_name(f".tmp-{out.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
-    from kogpt2.train import default_generation_config
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tokenizer.save_pretrained(str(tmp))
+        default_generation_config(tokenizer).save_pretrained(str(tmp))
+        for f in tmp.iterdir():
+            f.chmod(0o644)  # the weights may be written 0600 (temp file); a release is meant to be read by all
+    return Path(out)
 
-    default_generation_config(tokenizer).save_pretrained(str(tmp))
-    for f in tmp.iterdir():
-        f.chmod(0o644)  # the weights may be written 0600 (temp file); a release is meant to be read by all
-    _fsync_dir(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
+
+def default_generation_config(tokenizer):
+    """Sampling defaults written into every checkpoint and release (they do not loop)."""
+    from transformers import GenerationConfig
+
+    # Korean defaults that do not loop (the KoGPT2 examples use repetition_penalty 2.0).
+    return GenerationConfig(do_sample=True, top_p=0.92, temperature=0.8, repetition_penalty=1.3,
+                            no_repeat_ngram_size=3, max_new_tokens=128, bos_token_id=tokenizer.bos_token_id,
+                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)

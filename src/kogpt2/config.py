@@ -68,9 +68,12 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         problems = []
+        unknown = set(self.overrides) - {"n_layer", "n_embd", "n_head", "n_positions"}
+        if unknown:
+            problems.append(f"unknown shape overrides {sorted(unknown)}")
         if self.preset not in PRESETS:
             problems.append(f"unknown preset {self.preset!r}; choose one of: {', '.join(PRESETS)}")
-        else:
+        elif not unknown:  # the shape cannot be built with unknown overrides
             p = self.shape
             if self.n_ctx is not None and not 1 <= self.n_ctx <= p.n_positions:
                 problems.append(f"n_ctx {self.n_ctx} is above preset {self.preset!r}'s {p.n_positions} positions "
@@ -81,9 +84,6 @@ class ModelConfig:
             problems.append(f"vocab_size {self.vocab_size} is too small")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout {self.dropout} must be in [0, 1)")
-        unknown = set(self.overrides) - {"n_layer", "n_embd", "n_head", "n_positions"}
-        if unknown:
-            problems.append(f"unknown shape overrides {sorted(unknown)}")
         if problems:
             raise KoGPT2Error("; ".join(problems))
 

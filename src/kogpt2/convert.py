@@ -45,7 +45,6 @@ Anything else in a checkpoint (``global_step``, Adam / Adafactor slots) is ignor
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,6 +52,7 @@ from typing import Callable
 
 import numpy as np
 
+from kogpt2.atomic import atomic_dir
 from kogpt2.errors import KoGPT2Error
 from kogpt2.tf_checkpoint import TFCheckpoint, resolve_prefix
 
@@ -280,24 +280,6 @@ def check_out(out: str | Path, overwrite: bool) -> Path:
     return out
 
 
-def _prepare_out(out: Path, overwrite: bool) -> Path:
-    """A fresh temporary directory beside ``out``; written there, then renamed into place."""
-    check_out(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    return tmp
-
-
-def _publish(tmp: Path, out: Path) -> Path:
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
-
-
 def write_model_dir(out: str | Path, tensors: dict[str, np.ndarray], config, tokenizer=None,
                     extra: dict | None = None, overwrite: bool = False) -> Path:
     """Atomically write a HF directory from numpy tensors (tied ``lm_head`` stored once).
@@ -314,9 +296,8 @@ def write_model_dir(out: str | Path, tensors: dict[str, np.ndarray], config, tok
     from safetensors.torch import save_file
     from transformers import GenerationConfig
 
-    out = Path(out)
-    tmp = _prepare_out(out, overwrite)
-    try:
+    out = check_out(out, overwrite)
+    with atomic_dir(out) as tmp:
         state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in tensors.items()}
         save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         config.save_pretrained(str(tmp))
@@ -328,10 +309,7 @@ def write_model_dir(out: str | Path, tensors: dict[str, np.ndarray], config, tok
             tokenizer.save_pretrained(str(tmp))
         if extra is not None:
             (tmp / "conversion.json").write_text(json.dumps(extra, indent=2, ensure_ascii=False) + "\n")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return _publish(tmp, out)
+    return out
 
 
 def _load_tokenizer(path: str | Path | None):
@@ -451,15 +429,12 @@ def convert_hf(src: str | Path, out: str | Path, tokenizer: str | Path | None = 
     for k, v in ids.items():
         setattr(model.config, k, v)
     model.generation_config = GenerationConfig(**ids)
-    tmp = _prepare_out(out, overwrite)
-    try:
+    out = check_out(out, overwrite)
+    with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))
         tok.save_pretrained(str(tmp))
         _check_tokenizer_dir(tmp, tok, ids)
         (tmp / "conversion.json").write_text(json.dumps(
             {"source": str(src), "format": "huggingface", "special_token_ids": ids,
              "tokenizer_size": len(tok), "vocab_size": model.config.vocab_size}, indent=2) + "\n")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return _publish(tmp, out)
+    return out

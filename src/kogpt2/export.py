@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from kogpt2.atomic import atomic_dir
 from kogpt2.errors import KoGPT2Error
 
 ONNX_FILE = "model.onnx"
@@ -172,8 +171,6 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = False) 
     src = Path(model_dir)
     model = load_model(src)
     final = Path(out_dir)
-    final.mkdir(parents=True, exist_ok=True)
-    out = Path(tempfile.mkdtemp(prefix=".export-", dir=final))  # files appear in final only when complete
     graph = KVGraph(model)
     cfg = model.config
     H, D, L = cfg.n_head, cfg.n_embd // cfg.n_head, cfg.n_layer
@@ -184,25 +181,24 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, int8: bool = False) 
             "attention_mask": {0: "batch", 1: "total"}, "logits": {0: "batch"}}
     axes.update({n: {0: "batch", 2: "past"} for n in inputs[3:]})
     axes.update({n: {0: "batch", 2: "present"} for n in outputs[1:]})
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(graph, args, str(out / ONNX_FILE), input_names=inputs, output_names=outputs,
-                          dynamic_axes=axes, opset_version=OPSET, custom_opsets={"com.microsoft": 1},
-                          do_constant_folding=True, dynamo=False)
-    _drop_markers(out / ONNX_FILE)
-    fuse(out / ONNX_FILE, n_head=H, hidden=cfg.n_embd)
-    for name in COPIED_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, out / name)
-    if int8:
-        quantize_int8(out / ONNX_FILE, out / ONNX_INT8_FILE)
-    (out / "onnx_export.json").write_text(json.dumps(
-        {"source": str(src.resolve()), "format": EXPORT_FORMAT, "opset": OPSET, "n_layer": L, "n_head": H, "head_dim": D,
-         "files": [ONNX_FILE] + ([ONNX_INT8_FILE] if int8 else [])}, indent=2) + "\n", encoding="utf-8")
-    onnx_last = sorted(out.iterdir(), key=lambda f: f.suffix == ".onnx")
-    for f in onnx_last:
-        os.replace(f, final / f.name)
-    shutil.rmtree(out, ignore_errors=True)
+    # merge: OUT may be the model directory itself; the .onnx files land last, once their config is there
+    with atomic_dir(final, merge=True, last=(".onnx",)) as out:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, args, str(out / ONNX_FILE), input_names=inputs, output_names=outputs,
+                              dynamic_axes=axes, opset_version=OPSET, custom_opsets={"com.microsoft": 1},
+                              do_constant_folding=True, dynamo=False)
+        _drop_markers(out / ONNX_FILE)
+        fuse(out / ONNX_FILE, n_head=H, hidden=cfg.n_embd)
+        for name in COPIED_FILES:
+            if (src / name).is_file():
+                shutil.copyfile(src / name, out / name)
+        if int8:
+            quantize_int8(out / ONNX_FILE, out / ONNX_INT8_FILE)
+        (out / "onnx_export.json").write_text(json.dumps(
+            {"source": str(src.resolve()), "format": EXPORT_FORMAT, "opset": OPSET, "n_layer": L, "n_head": H,
+             "head_dim": D, "files": [ONNX_FILE] + ([ONNX_INT8_FILE] if int8 else [])}, indent=2) + "\n",
+            encoding="utf-8")
     return final
 
 

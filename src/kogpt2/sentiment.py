@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from kogpt2.errors import KoGPT2Error
-from kogpt2.finetune import ReadReport
+from kogpt2.finetune.batching import ReadReport
 
 LABELS = ("negative", "positive")
 """NSMC labels: 0 negative, 1 positive."""
@@ -154,7 +154,7 @@ class Classifier:
 
     def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids, mask), each (B, T), right-padded."""
-        from kogpt2.finetune import pad_right
+        from kogpt2.finetune.batching import pad_right
 
         return pad_right([encode_text(self.tokenizer, t, self.max_len) for t in texts], self.tokenizer.pad_token_id)
 
@@ -200,7 +200,7 @@ class ZeroShotClassifier:
 
     def _scores(self, texts: Sequence[str]) -> torch.Tensor:
         """(N, L) uncalibrated log-likelihood scores."""
-        from kogpt2.finetune import pad_right
+        from kogpt2.finetune.batching import pad_right
 
         eos = self.tokenizer.eos_token_id
         seqs, spans = [], []
@@ -261,7 +261,7 @@ def load_classifier(path: str | Path | None = None, model: str | Path | None = N
     """
     from transformers import AutoModelForSequenceClassification
 
-    from kogpt2.finetune import adapter_base, check_base, quiet_transformers, read_meta
+    from kogpt2.finetune.base import adapter_base, check_base, quiet_transformers, read_meta
     from kogpt2.tokenizer import load_tokenizer
 
     if path is None:
@@ -278,7 +278,7 @@ def load_classifier(path: str | Path | None = None, model: str | Path | None = N
             clf = AutoModelForSequenceClassification.from_pretrained(str(path))
         return Classifier(clf, load_tokenizer(path), labels, meta["max_len"])
     base = adapter_base(meta, model)
-    clf = _classifier_from_base(base, len(labels))
+    clf = classifier_from_base(base, len(labels))
     check_base(meta, clf, path, base)
     from peft import PeftModel
 
@@ -287,11 +287,11 @@ def load_classifier(path: str | Path | None = None, model: str | Path | None = N
     return Classifier(merged, load_tokenizer(base), labels, meta["max_len"])
 
 
-def _classifier_from_base(base: Path, num_labels: int):
+def classifier_from_base(base: Path, num_labels: int):
     """A ``*ForSequenceClassification`` with the base LM's body and a fresh head."""
     from transformers import AutoModelForSequenceClassification
 
-    from kogpt2.finetune import quiet_transformers
+    from kogpt2.finetune.base import quiet_transformers
 
     with quiet_transformers():
         return AutoModelForSequenceClassification.from_pretrained(
@@ -301,89 +301,12 @@ def _classifier_from_base(base: Path, num_labels: int):
 
 def load_zero_shot(model: str | Path | None = None) -> ZeroShotClassifier:
     """The zero-shot classifier on a causal LM directory (None = bundled model)."""
-    from kogpt2.finetune import resolve_base
+    from kogpt2.finetune.base import resolve_base
     from kogpt2.model import load_model
     from kogpt2.tokenizer import load_tokenizer
 
     base = resolve_base(model)
     return ZeroShotClassifier(load_model(base), load_tokenizer(base))
-
-
-# ----------------------------------------------------------------------------- training
-
-
-def finetune_sentiment(cfg) -> dict:
-    """Fine-tune a sequence classifier on an NSMC-style file (LoRA by default); returns the run record.
-
-    Args:
-        cfg: a ``kogpt2.finetune.FinetuneConfig``.
-    """
-    from kogpt2.finetune import (apply_lora, base_name, fit, length_batches, model_fingerprint, prepare_out,
-                                 resolve_base, save_lora, split_indices, write_meta)
-    from kogpt2.tokenizer import load_tokenizer
-
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    base = resolve_base(cfg.model)
-    texts, labels, report = read_nsmc(cfg.data)
-    print(report)
-    out = prepare_out(cfg.out)
-    if cfg.max_examples and cfg.max_examples < len(texts):
-        keep = sorted(random.Random(cfg.seed).sample(range(len(texts)), cfg.max_examples))
-        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
-    tr, va = split_indices(len(texts), cfg.val_fraction, cfg.max_val, cfg.seed)
-    torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(base)
-    clf = _classifier_from_base(base, len(LABELS))
-    meta = dict(task="sentiment", mode="full" if cfg.full else "lora", base_model=base_name(base),
-                base_fingerprint=model_fingerprint(clf), labels=list(LABELS), max_len=cfg.max_len,
-                data=str(cfg.data), seed=cfg.seed, examples=len(tr), val_examples=len(va),
-                bad_rows=dict(report.bad), pooling="last non-pad token of </s> text </s>")
-    model = clf if cfg.full else apply_lora(clf, cfg, task_type="SEQ_CLS")
-    enc = [encode_text(tokenizer, texts[i], cfg.max_len) for i in tr]
-    y = torch.tensor([labels[i] for i in tr])
-    val_texts, val_y = [texts[i] for i in va], torch.tensor([labels[i] for i in va])
-    print(f"{len(tr)} training and {len(va)} validation reviews, "
-          f"{'full fine-tuning' if cfg.full else f'LoRA r={cfg.lora_r}'} of {base}")
-    classifier = Classifier(clf, tokenizer, LABELS, cfg.max_len)
-
-    def batches(epoch: int) -> list:
-        return length_batches([len(e) for e in enc], cfg.batch_size, random.Random(cfg.seed + epoch))
-
-    def loss_fn(m, idx: list[int]) -> tuple[torch.Tensor, int]:
-        from kogpt2.finetune import pad_right
-
-        ids, mask = pad_right([enc[i] for i in idx], tokenizer.pad_token_id)
-        return F.cross_entropy(cls_logits(m, ids, mask), y[idx]), int(mask.sum())
-
-    def evaluate() -> dict:
-        with _autocast(cfg.dtype):
-            probs = classifier.predict_proba(val_texts)
-        loss = F.nll_loss(probs.clamp_min(1e-9).log(), val_y)
-        return {"val_loss": float(loss), "val_acc": float((probs.argmax(-1) == val_y).float().mean())}
-
-    def save() -> None:
-        if cfg.full:
-            clf.save_pretrained(str(out))
-            tokenizer.save_pretrained(str(out))
-        else:
-            save_lora(model, out)
-        write_meta(out, meta)
-
-    result = fit(model, loss_fn, batches, evaluate, save, cfg, out)
-    best = min(result.history, key=lambda h: h["val_loss"])
-    meta.update(steps=result.steps, best_step=result.best_step, val_loss=round(best["val_loss"], 5),
-                val_acc=round(best["val_acc"], 5), elapsed_s=result.elapsed_s)
-    write_meta(out, meta)
-    print(f"validation accuracy {best['val_acc']:.4f} (loss {best['val_loss']:.4f}) at step {result.best_step} "
-          f"of {result.steps}; saved to {out}")
-    return meta
-
-
-def _autocast(dtype: str):
-    from kogpt2.finetune import autocast_ctx
-
-    return autocast_ctx(dtype)
 
 
 # ----------------------------------------------------------------------------- evaluation

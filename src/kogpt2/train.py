@@ -15,8 +15,6 @@ continues exactly where the checkpoint left off.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import time
@@ -44,49 +42,71 @@ class TrainConfig:
     out: str = ""
     """Run directory: checkpoints ``step_*``, ``metrics.csv``, ``loss.png``."""
     preset: str | None = None
-    """Model preset (``kogpt2.config.PRESETS``); not needed with ``--resume`` or ``--init-from``."""
+    """Model preset (``kogpt2.config.PRESETS``: mini, small, base, medium, large, xl, 2.7b, gpt3-mini,
+    gpt3-base, ...); not needed with ``--resume`` or ``--init-from``."""
     n_ctx: int | None = None
-    """Context length for training (defaults to the preset's positions)."""
+    """Training context length, at most the preset's positions (e.g. 384, 1024, 2048; default: the positions)."""
     batch_size: int = 8
     """Sequences per micro-batch per process."""
     grad_accum: int = 1
-    """Micro-batches per optimizer step, summed over all processes."""
+    """Micro-batches per optimizer step, summed over all processes (must divide by WORLD_SIZE)."""
     max_steps: int = 1000
+    """Optimizer steps in total (a resumed run continues to this number)."""
     lr: float = 6e-4
+    """Peak learning rate."""
     min_lr: float | None = None
-    """Cosine floor; default lr/10."""
+    """Cosine floor (default lr/10)."""
     warmup_steps: int = 100
+    """Linear warmup steps."""
     weight_decay: float = 0.1
+    """AdamW weight decay on matrices."""
     beta1: float = 0.9
+    """AdamW beta1."""
     beta2: float = 0.95
+    """AdamW beta2."""
     grad_clip: float = 1.0
+    """Gradient norm clip (0 = off)."""
     dropout: float = 0.0
+    """Dropout of a new model."""
     dtype: str = "bf16"
-    """Autocast dtype: bf16 (AMX on CPU, tensor cores on GPU), fp16 (GPU), fp32."""
+    """Autocast dtype: bf16 (AMX on CPU, tensor cores on GPU), fp16 (GPU) or fp32."""
     compile: bool = False
+    """torch.compile the model (faster after a one-off compile)."""
     grad_checkpointing: bool = False
+    """Activation checkpointing (less memory, about 30% slower)."""
     fsdp: bool = False
+    """Shard parameters with FSDP2 (for presets that do not fit one device)."""
     loss_chunk: int = 0
     """Tokens per chunk of the LM head + cross-entropy (0 = all at once). A chunk's (chunk, vocab) logits are
     recomputed in the backward pass, so the (B, T, vocab) fp32 logits never exist: less memory, larger batches."""
     device: str = "auto"
+    """auto, cpu or cuda."""
     seed: int = 1337
+    """Random seed (data order, init, dropout)."""
     eval_interval: int = 200
     """Steps between validation evaluations; 0 turns evaluation off (no validation split needed)."""
     eval_tokens: int = 262144
     """Validation tokens scored at each evaluation (from the start of the val split)."""
     sample_interval: int = 1000
+    """Steps between sample generations (0 = never)."""
     sample_prompt: str = "나는 어두운 숲 속을 거닐고 있다."
+    """Prompt of the sample generations."""
     save_interval: int = 500
+    """Steps between checkpoints."""
     keep: int = 3
+    """Checkpoints to keep."""
     log_interval: int = 10
+    """Steps between metrics.csv rows."""
     resume: bool = False
+    """Continue from the newest checkpoint in --out."""
     resume_from: str | None = None
     """Resume from this checkpoint (a path, a ``step_*`` name in ``out``, or a step number)."""
     init_from: str | None = None
+    """Initialise from another model directory (remaps the vocabulary, grows the context)."""
     threads: int | None = None
+    """torch CPU threads (default: all cores)."""
     peak_flops: float | None = None
-    """Peak FLOP/s for the MFU estimate (default: 1.45e12 on CPU, 989e12 for an H100 in bf16)."""
+    """Peak FLOP/s for the MFU estimate (default: measured on CPU, 989e12 for an H100/H200 in bf16)."""
     overrides: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -224,16 +244,7 @@ def count_chars(tokenizer, windows: torch.Tensor, eos_id: int) -> int:
     return len(text)
 
 
-# ----------------------------------------------------------------------------- schedule, loss
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup then cosine decay to ``min_lr`` at ``max_steps``."""
-    min_lr = cfg.min_lr if cfg.min_lr is not None else cfg.lr / 10
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - min_lr)
+# ----------------------------------------------------------------------------- loss, speed
 
 
 def lm_loss(model, batch: torch.Tensor, chunk: int = 0, head: torch.Tensor | None = None) -> torch.Tensor:
@@ -263,19 +274,6 @@ def _chunk_nll(h: torch.Tensor, t: torch.Tensor, head: torch.Tensor) -> torch.Te
     return F.cross_entropy(F.linear(h, head).float(), t, reduction="sum")
 
 
-def make_optimizer(model, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW, weight decay on matrices only, fused kernel where the device has one."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    try:
-        return torch.optim.AdamW(groups, fused=True, **kwargs)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, **kwargs)
-
-
 def flops_per_token(n_params: int, n_layer: int, n_embd: int, n_ctx: int) -> float:
     """Training FLOPs per token: 6N plus attention scores (PaLM appendix B)."""
     return 6 * n_params + 12 * n_layer * n_embd * n_ctx
@@ -296,7 +294,8 @@ def measure_cpu_peak_flops(dtype: torch.dtype = torch.bfloat16, n: int = 1024, r
     """
     import time as _time
 
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    gen = torch.Generator().manual_seed(0)  # not the global RNG: a resumed run has just restored it
+    a, b = torch.randn(n, n, dtype=dtype, generator=gen), torch.randn(n, n, dtype=dtype, generator=gen)
     a @ b
     t = _time.perf_counter()
     for _ in range(reps):
@@ -346,94 +345,6 @@ def _build_or_restore(cfg: TrainConfig, tokenizer, ckpt: Path | None):
     return model
 
 
-def default_generation_config(tokenizer):
-    """Sampling defaults written into every checkpoint and release (they do not loop)."""
-    from transformers import GenerationConfig
-
-    # Korean defaults that do not loop (the KoGPT2 examples use repetition_penalty 2.0).
-    return GenerationConfig(do_sample=True, top_p=0.92, temperature=0.8, repetition_penalty=1.3,
-                            no_repeat_ngram_size=3, max_new_tokens=128, bos_token_id=tokenizer.bos_token_id,
-                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-
-
-class MetricsLog:
-    """``metrics.csv`` (appended, so resumed runs continue it), TensorBoard if installed, and a PNG plot.
-
-    ``resume_step``: the step of the checkpoint a run resumes from. Rows an interrupted run logged after that
-    checkpoint are dropped first (the resumed run logs those steps again), so every step appears once.
-    """
-
-    FIELDS = ["step", "tokens", "loss", "lr", "tok_s", "mfu", "val_loss", "val_bpc", "elapsed_s"]
-
-    def __init__(self, out: Path, resume_step: int | None = None):
-        self.path = out / "metrics.csv"
-        self.png = out / "loss.png"
-        if resume_step is not None and self.path.exists():
-            self._truncate_after(resume_step)
-        new = not self.path.exists()
-        self.f = open(self.path, "a", newline="")
-        self.w = csv.DictWriter(self.f, fieldnames=self.FIELDS)
-        if new:
-            self.w.writeheader()
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(out / "tb"))
-        except Exception:  # noqa: BLE001 - tensorboard is optional
-            self.tb = None
-
-    def _truncate_after(self, step: int) -> None:
-        with open(self.path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        keep = [r for r in rows if r.get("step") and int(r["step"]) <= step]
-        if len(keep) == len(rows):
-            return
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=self.FIELDS, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(keep)
-        os.replace(tmp, self.path)
-        print(f"metrics.csv: dropped {len(rows) - len(keep)} row(s) logged after step {step} by the interrupted run")
-
-    def log(self, **row) -> None:
-        self.w.writerow({k: row.get(k, "") for k in self.FIELDS})
-        self.f.flush()
-        if self.tb is not None:
-            for k, v in row.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, row["step"])
-
-    def plot(self) -> None:
-        plot_metrics(self.path, self.png)
-
-
-def plot_metrics(csv_path: Path, png: Path) -> None:
-    """Training loss and validation bits/char against tokens seen."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = list(csv.DictReader(open(csv_path)))
-    tr = [(float(r["tokens"]), float(r["loss"])) for r in rows if r["loss"]]
-    va = [(float(r["tokens"]), float(r["val_bpc"])) for r in rows if r["val_bpc"]]
-    fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-    if tr:
-        ax[0].plot(*zip(*tr), lw=0.8)
-    ax[0].set(xlabel="tokens seen", ylabel="train loss (nats/token)", title="training loss")
-    if va:
-        ax[1].plot(*zip(*va), marker="o")
-    ax[1].set(xlabel="tokens seen", ylabel="bits per character", title="validation bits/char")
-    for a in ax:
-        a.grid(alpha=0.3)
-    fig.tight_layout()
-    tmp = png.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, png)
-
-
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -441,9 +352,11 @@ def train(cfg: TrainConfig) -> Path | None:
     """Run (or resume) pretraining; returns the last checkpoint directory (rank 0)."""
     from tqdm import tqdm
 
-    from kogpt2.checkpoint import list_checkpoints, resume_checkpoint, save_checkpoint
+    from kogpt2.checkpoint import default_generation_config, list_checkpoints, resume_checkpoint, save_checkpoint
     from kogpt2.data import load_split, read_meta
+    from kogpt2.metrics import MetricsLog
     from kogpt2.model import count_params
+    from kogpt2.optim import adamw, cosine_lr, set_lr
     from kogpt2.tokenizer import load_tokenizer, tokenizer_hash
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -503,7 +416,7 @@ def train(cfg: TrainConfig) -> Path | None:
 
         train_model = DDP(raw, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
     fwd = torch.compile(train_model) if cfg.compile else train_model
-    optimizer = make_optimizer(raw, cfg, dist.device)
+    optimizer = adamw(raw, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
     head = raw.get_output_embeddings().weight if cfg.loss_chunk else None
 
     windows = TokenWindows(load_split(cfg.data, "train"), n_ctx, cfg.seed)
@@ -570,9 +483,9 @@ def train(cfg: TrainConfig) -> Path | None:
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not dist.master, desc="train", dynamic_ncols=True)
     t_log, tok_log = time.time(), 0
     while step < cfg.max_steps:
-        lr = lr_at(step, cfg)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
+        lr = cosine_lr(step, lr=cfg.lr, min_lr=cfg.min_lr if cfg.min_lr is not None else cfg.lr / 10,
+                       warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps)
+        set_lr(optimizer, lr)
         batch = windows.global_batch(cfg.batch_size * cfg.grad_accum)
         mine = batch[dist.rank * accum * cfg.batch_size:(dist.rank + 1) * accum * cfg.batch_size]
         loss_sum = 0.0
