@@ -2,9 +2,9 @@
 
 Prompt of 32 tokens -> 128 new tokens, greedy, batch 1 and 8, for a random 125M GPT-2
 (12 x 768, vocab 51,200) and the bundled default model ``kogpt2-small`` (8 x 448, vocab
-16,384, real weights). Each of our paths is a decoder from ``kogpt2.backends.load_decoder``
+16,384, real weights). Each of our paths is a decoder from ``kogpt2.generation.backends.load_decoder``
 (what ``kogpt2 generate --backend B --dtype D`` loads, the ONNX ones exported into the cache
-as ``--backend onnx`` does) driven by the sampler's own loop ``kogpt2.sampling.decode_rows``.
+as ``--backend onnx`` does) driven by the engine's own loop ``kogpt2.generation.loop.DecodeBatch``.
 Tokens/s counts new tokens (prefill included in the time). Text decoding is not timed: the
 rows run on token ids with an eos that never occurs, so every run makes exactly 128 tokens.
 
@@ -89,15 +89,21 @@ def weight_bytes(model_dir: Path, path: str) -> int:
 
 
 def time_ours(decoder, prompts: torch.Tensor, repeats: int) -> float:
-    """Best tokens/s of ``repeats`` greedy runs through ``kogpt2.sampling.decode_rows``."""
-    from kogpt2.sampling import SamplingConfig, decode_rows
+    """Best tokens/s of ``repeats`` greedy runs of the engine (``kogpt2.generation.loop.DecodeBatch``)."""
+    from kogpt2.generation.config import SamplingConfig
+    from kogpt2.generation.loop import DecodeBatch
 
     cfg = SamplingConfig(max_new_tokens=NEW, do_sample=False)
     rows = prompts.tolist()
     best = 0.0
     for _ in range(repeats):
         t = time.perf_counter()
-        n = sum(1 for _ in decode_rows(decoder, IdsOnly(), rows, [cfg] * len(rows), stream_text=False))
+        batch = DecodeBatch(decoder, IdsOnly(), stream_text=False)
+        batch.add_rows(rows, [cfg] * len(rows))
+        n = 0
+        while not batch.done:
+            batch.step()
+            n += 1
         best = max(best, len(rows) * n / (time.perf_counter() - t))
     return best
 
@@ -114,14 +120,14 @@ def time_hf(model, prompts: torch.Tensor, repeats: int) -> float:
     return best
 
 
-def decoder_for(path: str, model_dir: Path):
-    from kogpt2.backends import load_decoder
+def decoder_for(path: str, model_dir: Path, threads: int):
+    from kogpt2.generation.backends import load_decoder
 
     backend, dtype = path.split("-")
-    return load_decoder(model_dir, backend=backend, dtype=dtype)
+    return load_decoder(model_dir, backend=backend, dtype=dtype, device="cpu", threads=threads)
 
 
-def bench_shape(shape: str, root: Path, paths: list[str], repeats: int, bandwidth: float) -> dict:
+def bench_shape(shape: str, root: Path, paths: list[str], repeats: int, bandwidth: float, threads: int) -> dict:
     """Best tokens/s per path (``hf`` included) and batch size, and each path's batch-1 roofline.
 
     NOTE: the paths are measured in turn inside each repeat (HF, ours, HF, ours, ...), so a
@@ -135,7 +141,7 @@ def bench_shape(shape: str, root: Path, paths: list[str], repeats: int, bandwidt
     vocab = model.config.vocab_size
     prompts = {b: torch.randint(10, vocab, (b, PROMPT), generator=g) for b in (1, 8)}
     runners = {"hf": (model, time_hf)}
-    runners.update({p: (decoder_for(p, model_dir), time_ours) for p in paths})
+    runners.update({p: (decoder_for(p, model_dir, threads), time_ours) for p in paths})
     res: dict[str, dict[int, float]] = {k: {1: 0.0, 8: 0.0} for k in runners}
     roof = {p: bandwidth * 1e9 / weight_bytes(model_dir, p) for p in ["hf-fp32", *paths]}
     for b in (1, 8):
@@ -173,9 +179,6 @@ def main() -> None:
                     help="directory for the random models and their ONNX exports (reused)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    import kogpt2.onnx_backend as ob
-
-    ob.INTRA_OP_THREADS = args.threads
     os.environ.setdefault("KOGPT2_CACHE", str(Path(args.work) / "cache"))
     from transformers.utils import logging
 
@@ -184,7 +187,7 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()}  threads={args.threads}  cpu: {cpu_name()}", flush=True)
     bandwidth = read_bandwidth(args.threads)
     print(f"memory read bandwidth: {bandwidth:.1f} GB/s (1 GiB float32 sum, {args.threads} threads)", flush=True)
-    results = {s: bench_shape(s, Path(args.work), args.paths.split(","), args.repeats, bandwidth)
+    results = {s: bench_shape(s, Path(args.work), args.paths.split(","), args.repeats, bandwidth, args.threads)
                for s in args.shapes.split(",")}
     print(f"load average after: {os.getloadavg()}")
     for shape, tag in (("125m", "RESULT"), (BUNDLED, "RESULT_SMALL")):

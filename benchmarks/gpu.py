@@ -3,7 +3,7 @@ r"""One prepared GPU check: training, generation, fine-tuning, evaluation and se
     python benchmarks/gpu.py --out gpu_report.json     # one H100/H200, at most ~8 minutes
     python benchmarks/gpu.py --dry-run                  # every row on the CPU, tiny shapes, < 1 minute
 
-Every row runs the product's own code (``kogpt2.train.train``, ``kogpt2.sampling.generate``,
+Every row runs the product's own code (``kogpt2.train.train``, ``kogpt2.generation.api.generate``,
 ``kogpt2 finetune``, ``kogpt2 eval bpc``, ``kogpt2 serve``) on synthetic data made here in a
 temporary directory (random Hangul text through ``kogpt2 data prepare``; NSMC-format reviews),
 so no corpus is needed. Each row prints one line, ``RESULT <row> OK key=value ...``, ``RESULT
@@ -238,15 +238,15 @@ def with_target(run: Callable[[Ctx], dict], check: Callable[[Ctx, dict], dict]) 
 
 
 def gen_row(which: str, batch: int) -> Callable[[Ctx], dict]:
-    """Greedy tokens/s of ``kogpt2.sampling.generate`` next to HF ``model.generate``, same device and model."""
+    """Greedy tokens/s of ``kogpt2.generation.api.generate`` next to HF ``model.generate``, same device and model."""
 
     def run(ctx: Ctx) -> dict:
-        from kogpt2 import sampling
+        from kogpt2.generation import api as sampling
         from kogpt2.model import load_model
         from kogpt2.tokenizer import load_tokenizer
 
         if "device" not in inspect.signature(sampling.generate).parameters:
-            raise Pending("needs device= in kogpt2.sampling.generate (generation engine issue)")
+            raise Pending("needs device= in kogpt2.generation.api.generate (generation engine issue)")
         model_dir = default_model_dir() if which == "small" else base_model_dir(ctx)
         n = 8 if ctx.dry else 128
         prompts = [PROMPT] * batch

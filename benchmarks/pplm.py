@@ -59,12 +59,13 @@ def topic_share(texts: list[str], words: list[str]) -> float:
 
 def run_mode(decoder, tok, prompts: list[str], samples: int, max_new: int) -> tuple[list[str], float]:
     """All continuations (prompt-major) and generated tokens per second."""
-    from kogpt2 import sampling
+    from kogpt2.generation import api
+    from kogpt2.generation.presets import resolve_config
 
     by_sample, n_tokens, start = [], 0, time.perf_counter()
     for j in range(samples):
-        cfg = sampling.SamplingConfig(max_new_tokens=max_new, top_k=10, repetition_penalty=1.2, seed=j)
-        texts = sampling.generate(prompts, model=decoder, tokenizer=tok, config=cfg)
+        cfg = resolve_config("pplm", max_new_tokens=max_new, seed=j)
+        texts = api.generate(prompts, model=decoder, tokenizer=tok, config=cfg)
         by_sample.append(texts)
         n_tokens += sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
     rate = n_tokens / (time.perf_counter() - start)
@@ -100,11 +101,12 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
-    from kogpt2 import pplm, sampling
+    from kogpt2 import pplm
+    from kogpt2.generation import api
     from kogpt2.commands.pplm import DISCRIM_DEFAULTS
     from kogpt2.pplm_discrim import read_labelled, train_discriminator
 
-    decoder, tok = sampling.load(args.model)
+    decoder, tok = api.load(args.model)
     model, prompts = decoder.model, PROMPTS[:args.prompts]
     rows: dict[str, dict] = {}
 

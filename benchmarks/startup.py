@@ -53,7 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3)
     args = ap.parse_args()
-    from kogpt2.backends import pick_backend
+    from kogpt2.generation.backends import pick_backend
 
     print(f"backend picked by `kogpt2 generate`: {pick_backend(None)}")
     first_text_seconds()  # warm the OS page cache once, as a user's second launch would

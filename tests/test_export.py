@@ -12,7 +12,9 @@ pytest.importorskip("onnxruntime")
 
 from kogpt2.errors import KoGPT2Error  # noqa: E402
 from kogpt2.export import export_onnx, io_names  # noqa: E402
-from kogpt2.sampling import decode_rows, encode_prompt, load, SamplingConfig  # noqa: E402
+from kogpt2.generation.api import encode_prompt, load  # noqa: E402
+from kogpt2.generation.config import SamplingConfig  # noqa: E402
+from kogpt2.generation.loop import decode_rows  # noqa: E402
 
 PROMPTS = ["나는 어두운 숲 속을", "오늘", "하늘이 맑고 바람이 분다. 그래서 우리는 걸었다"]
 
@@ -160,7 +162,7 @@ def test_int8_agrees_with_fp32_on_the_bundled_model(tmp_path):
 
 @pytest.mark.slow
 def test_onnx_cache_is_appended_in_place_and_grows(onnx_dir, tiny_model_dir, monkeypatch):
-    import kogpt2.onnx_backend as ob
+    import kogpt2.generation.onnx_backend as ob
 
     dec, _ = load(onnx_dir, None, "onnx", "fp32")
     ids = torch.tensor([[0, 0, 10, 11], [12, 13, 14, 15]])  # row 0 left-padded by 2
@@ -240,7 +242,7 @@ def test_export_and_onnx_backend_errors(tmp_path, tiny_model_dir):
 def test_auto_backend_uses_the_cached_export_once_it_exists(tmp_path, tiny_model_dir, capsys, monkeypatch):
     import shutil
 
-    from kogpt2.backends import pick_backend
+    from kogpt2.generation.backends import pick_backend
     from kogpt2.cli import main
 
     model = tmp_path / "model"

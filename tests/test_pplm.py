@@ -9,7 +9,9 @@ import random
 import pytest
 import torch
 
-from kogpt2 import pplm, sampling
+from kogpt2 import pplm
+from kogpt2.generation import api
+from kogpt2.generation.config import SamplingConfig
 from kogpt2.cli import main
 from kogpt2.errors import KoGPT2Error
 from kogpt2.pplm_discrim import Discriminator, read_labelled, train_discriminator
@@ -20,7 +22,7 @@ FEAR = ["유령", "어두운 밤", "비명", "무덤"]
 
 @pytest.fixture(scope="module")
 def model(tiny_model_dir):
-    return sampling.load(str(tiny_model_dir))
+    return api.load(str(tiny_model_dir))
 
 
 def _first_step(decoder, tok, prompt=PROMPT) -> torch.Tensor:
@@ -106,8 +108,8 @@ def test_large_kl_scale_stays_close_to_unsteered(model):
 def test_gm_scale_zero_gives_unsteered_text(model):
     decoder, tok = model
     bow = pplm.BagOfWords(FEAR, tok)
-    cfg = sampling.SamplingConfig(max_new_tokens=20, seed=7, top_k=10, repetition_penalty=1.2)
-    plain = sampling.generate(PROMPT, model=decoder, tokenizer=tok, config=cfg)
+    cfg = SamplingConfig(max_new_tokens=20, seed=7, top_k=10, repetition_penalty=1.2)
+    plain = api.generate(PROMPT, model=decoder, tokenizer=tok, config=cfg)
     zero = pplm.generate(PROMPT, decoder.model, tok, attribute=bow, config=cfg,
                          pplm=pplm.PPLMConfig(stepsize=1.0, gm_scale=0.0))
     full = pplm.generate(PROMPT, decoder.model, tok, attribute=bow, config=cfg,
@@ -120,11 +122,11 @@ def test_rows_of_a_batch_steer_as_alone(model):
     """Per-row gradient norms and cache re-indexing: a row that ends early changes nothing."""
     decoder, tok = model
     steer, _ = pplm.steering_decoder(decoder.model, pplm.BagOfWords(FEAR, tok), pplm.PPLMConfig(stepsize=0.3), tok)
-    cfgs = [sampling.SamplingConfig(max_new_tokens=n, seed=s) for n, s in ((4, 1), (12, 2))]
+    cfgs = [SamplingConfig(max_new_tokens=n, seed=s) for n, s in ((4, 1), (12, 2))]
     texts = ["", ""]
-    for chunks in sampling.stream_batch([PROMPT, PROMPT], steer, tok, cfgs):
+    for chunks in api.stream_batch([PROMPT, PROMPT], steer, tok, cfgs):
         texts = [t + c for t, c in zip(texts, chunks)]
-    alone = [sampling.generate(PROMPT, model=steer, tokenizer=tok, config=c) for c in cfgs]
+    alone = [api.generate(PROMPT, model=steer, tokenizer=tok, config=c) for c in cfgs]
     assert texts == alone
 
 

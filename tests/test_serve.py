@@ -14,7 +14,7 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from kogpt2.errors import KoGPT2Error  # noqa: E402
-from kogpt2.sampling import generate  # noqa: E402
+from kogpt2.generation.api import generate  # noqa: E402
 from kogpt2.serve import ServeConfig, create_app  # noqa: E402
 from kogpt2.serve.prompts import render_chat  # noqa: E402
 

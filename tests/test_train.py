@@ -290,11 +290,11 @@ def test_sample_is_printed_during_training_and_its_errors_propagate(shards, tmp_
     train(cfg)
     assert "sample @ 2: " + cfg.sample_prompt in capsys.readouterr().out
 
-    import kogpt2.sampling
+    import kogpt2.generation.api
 
     def broken(*a, **k):
         raise RuntimeError("sampler exploded")
 
-    monkeypatch.setattr(kogpt2.sampling, "generate", broken)
+    monkeypatch.setattr(kogpt2.generation.api, "generate", broken)
     with pytest.raises(RuntimeError, match="sampler exploded"):
         train(tiny_cfg(shards, tmp_path / "b", max_steps=2, eval_interval=2, save_interval=2, sample_interval=2))

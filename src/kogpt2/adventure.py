@@ -112,8 +112,8 @@ class Settings:
     """Model directory (None = the bundled model)."""
     use_pplm: bool = True
     max_new_tokens: int = 60
-    sampling: dict[str, Any] = field(default_factory=lambda: {"top_k": 10, "repetition_penalty": 1.2})
-    """``SamplingConfig`` fields (seed and max_new_tokens excluded)."""
+    sampling: dict[str, Any] = field(default_factory=dict)
+    """``SamplingConfig`` fields over the ``pplm`` preset (seed and max_new_tokens excluded)."""
     pplm: dict[str, Any] = field(default_factory=dict)
     """``PPLMConfig`` fields."""
     seed: int = 0
@@ -202,25 +202,26 @@ def as_sentence(text: str) -> str:
 class Storyteller:
     """Continues the story with the model (PPLM-steered to the genre's bag of words, or not)."""
 
-    def __init__(self, settings: Settings, genre: Genre):
-        from kogpt2 import pplm, sampling
+    def __init__(self, settings: Settings, genre: Genre, device: str | None = None):
+        from kogpt2 import pplm
+        from kogpt2.generation.api import config_for, load
 
         self.settings = settings
-        decoder, self.tokenizer = sampling.load(settings.model)
+        decoder, self.tokenizer = load(settings.model, device=device)
         self.decoder = decoder
         if settings.use_pplm:
             bow = pplm.load_bow(genre.bow, self.tokenizer)
             self.decoder, _ = pplm.steering_decoder(decoder.model, bow, pplm.PPLMConfig(**settings.pplm),
                                                     self.tokenizer)
-        self.config = sampling.SamplingConfig(max_new_tokens=settings.max_new_tokens, **settings.sampling)
+        self.config = config_for(decoder, "pplm", max_new_tokens=settings.max_new_tokens, **settings.sampling)
 
     def continue_story(self, prompt: str, seed: int) -> str:
         """The continuation of ``prompt``, cut at its last sentence end."""
-        from kogpt2 import sampling
+        from kogpt2.generation.api import generate
 
         budget = self.decoder.context - self.settings.max_new_tokens
         prompt = trim_to_context(prompt, self.tokenizer, budget)
-        text = sampling.generate(prompt, model=self.decoder, tokenizer=self.tokenizer,
+        text = generate(prompt, model=self.decoder, tokenizer=self.tokenizer,
                                  config=self.config.replace(seed=seed))
         return cut_at_sentence_end(text)
 
@@ -260,21 +261,22 @@ class Adventure:
         teller: the storyteller; built from ``state.settings`` when None.
     """
 
-    def __init__(self, state: GameState, teller: Storyteller | None = None):
+    def __init__(self, state: GameState, teller: Storyteller | None = None, device: str | None = None):
         self.state = state
+        self.device = device
         self.genre = Genre.load(state.genre)
-        self.teller = teller or Storyteller(state.settings, self.genre)
+        self.teller = teller or Storyteller(state.settings, self.genre, device)
 
     @classmethod
     def new(cls, genre: str = "fantasy", protagonist: str | None = None, goal: str | None = None,
-            settings: Settings | None = None) -> "Adventure":
+            settings: Settings | None = None, device: str | None = None) -> "Adventure":
         """Start a game: the opening is assembled from the genre's templates, then continued."""
         settings = settings or Settings()
         g = Genre.load(genre)
         rng = random.Random(settings.seed)
         state = GameState(genre=genre, protagonist=protagonist or rng.choice(g.protagonists),
                           role=rng.choice(g.roles), goal=goal or rng.choice(g.goals), settings=settings)
-        game = cls(state)
+        game = cls(state, device=device)
         opening = fill(rng.choice(g.openings), setting=rng.choice(g.settings), role=state.role,
                        name=state.protagonist, goal=state.goal)
         game._play("opening", opening)
@@ -360,7 +362,7 @@ class Adventure:
         self.state = state
         if not same:
             self.genre = Genre.load(state.genre)
-            self.teller = Storyteller(state.settings, self.genre)
+            self.teller = Storyteller(state.settings, self.genre, self.device)
         return Reply(f"불러왔습니다: {arg or DEFAULT_SAVE}\n\n{self.intro_text()}")
 
     def _cmd_undo(self, arg: str) -> Reply:

@@ -7,7 +7,7 @@ Format (compatible with the public KoGPT2 chatbot), one turn::
 ``label`` is the sentiment slot of ChatbotData.csv: 0 everyday, 1 breakup/negative,
 2 love/positive. The loss covers the answer tokens and the closing ``</s>`` only. At chat
 time earlier turns are kept as context, oldest dropped first to fit the model's window;
-answers stream through the shared sampler (``kogpt2.sampling``).
+answers stream through the generation engine (``kogpt2.generation``, preset ``chat``).
 
     kogpt2 finetune chat --data ../shared/data/chat/ChatbotData.csv --model runs/mini --out runs/chat
     kogpt2 chat --model runs/mini --adapter runs/chat --sentiment 2
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from kogpt2.errors import KoGPT2Error
 from kogpt2.finetune.batching import ReadReport
+from kogpt2.generation.presets import CHAT_FORMAT_TOKENS, GENERATION_CONFIG_KEYS, PRESETS
 
 USR, SENT, SYS, EOS = "<usr>", "<unused1>", "<sys>", "</s>"
 LABELS = ("0", "1", "2")
@@ -40,10 +41,9 @@ COLUMNS = ("Q", "A", "label")
 IGNORE = -100
 LN2 = math.log(2.0)
 # Tokens of the format that must never appear inside an answer.
-BANNED_IN_ANSWER = ("<usr>", "<sys>", "<unused1>", "<pad>", "<s>", "<unk>", "<mask>")
-CHAT_DEFAULTS = dict(max_new_tokens=64, top_p=0.9, temperature=0.8, repetition_penalty=1.3,
-                     no_repeat_ngram_size=3)
-"""Sampling that does not loop on a small model (the KoGPT2 examples use repetition_penalty 2.0)."""
+BANNED_IN_ANSWER = CHAT_FORMAT_TOKENS
+CHAT_DEFAULTS = {k: v for k, v in PRESETS["chat"].items() if k in GENERATION_CONFIG_KEYS}
+"""The ``chat`` preset's fields a ``generation_config.json`` can hold (written with full fine-tunes)."""
 HELP = "명령: /reset (대화 초기화), /sentiment 0|1|2 (0 일상, 1 부정, 2 긍정), /quit (끝내기)"
 
 
@@ -244,18 +244,6 @@ def load_chat_model(model: str | Path | None = None, adapter: str | Path | None 
 # ----------------------------------------------------------------------------- the chat session
 
 
-def _ban_format_tokens(tokenizer) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A logits processor that keeps format tokens (``<usr>``, ``<sys>``...) out of answers."""
-    vocab = tokenizer.get_vocab()
-    ids = [vocab[t] for t in BANNED_IN_ANSWER if t in vocab]
-
-    def ban(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        scores[:, ids] = -math.inf
-        return scores
-
-    return ban
-
-
 class ChatSession:
     """A conversation: earlier turns, the sentiment label, and streamed answers.
 
@@ -263,21 +251,23 @@ class ChatSession:
         model: a loaded causal LM (e.g. from :func:`load_chat_model`).
         tokenizer: its tokenizer.
         label: sentiment slot for the user's turns (0 everyday, 1 negative, 2 positive).
-        **sampling: ``kogpt2.sampling.SamplingConfig`` fields over :data:`CHAT_DEFAULTS`.
+        device: ``cpu``, ``cuda``, ``auto``, or None (where the model is).
+        **sampling: ``kogpt2.SamplingConfig`` fields over the ``chat`` preset
+            (``kogpt2.generation.presets``), which keeps the format's tokens out of answers.
     """
 
-    def __init__(self, model, tokenizer, label: int | str = 0, **sampling: Any):
-        from kogpt2.sampling import SamplingConfig
+    def __init__(self, model, tokenizer, label: int | str = 0, device: str | None = None, **sampling: Any):
+        from kogpt2.generation.api import config_for, load
 
-        self.model, self.tokenizer = model, tokenizer
+        self.decoder, self.tokenizer = load(model, tokenizer, device=device)
+        self.model = model
         self.label = check_label(label)
-        self.config = SamplingConfig().replace(**{**CHAT_DEFAULTS, **sampling})
-        self.context = int(getattr(model.config, "n_positions", None) or model.config.max_position_embeddings)
+        self.config = config_for(self.decoder, "chat", **sampling)
+        self.context = self.decoder.context
         if self.config.max_new_tokens >= self.context:
             raise KoGPT2Error(f"--max-new-tokens {self.config.max_new_tokens} leaves no room for the question in "
                               f"the model's {self.context}-token context")
         self.history: list[tuple[str, str, str]] = []  # (question, answer, label)
-        self.processors = [_ban_format_tokens(tokenizer)]
         self.replies = 0  # with a seed, reply n samples with seed + n: reproducible, yet not the same draw each turn
 
     def reset(self) -> None:
@@ -313,7 +303,7 @@ class ChatSession:
 
     def reply(self, question: str) -> Iterator[str]:
         """Stream the answer to ``question``; the turn joins the history when the answer ends."""
-        from kogpt2.sampling import stream
+        from kogpt2.generation.api import stream
 
         question = question.strip()
         if not question:
@@ -322,8 +312,7 @@ class ChatSession:
         answer = []
         config = self.config if self.config.seed is None else self.config.replace(seed=self.config.seed + self.replies)
         self.replies += 1
-        for chunk in stream(prompt, model=self.model, tokenizer=self.tokenizer, config=config,
-                            logits_processors=self.processors):
+        for chunk in stream(prompt, model=self.decoder, tokenizer=self.tokenizer, config=config):
             answer.append(chunk)
             yield chunk
         self.history.append((question, "".join(answer).strip(), self.label))

@@ -18,6 +18,8 @@ from typing import Iterable, Iterator
 import torch
 import torch.nn.functional as F
 
+from kogpt2.model_info import context_length
+
 LN2 = math.log(2.0)
 
 
@@ -74,7 +76,7 @@ def bits_per_char(model, tokenizer, documents: Iterable[str], *, n_ctx: int | No
     from tqdm import tqdm
 
     cfg = model.config
-    n_ctx = n_ctx or getattr(cfg, "n_positions", None) or cfg.max_position_embeddings
+    n_ctx = n_ctx or context_length(cfg)
     stride = stride or max(1, n_ctx // 2)
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos

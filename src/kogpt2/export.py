@@ -14,7 +14,7 @@ language. Graph interface (L layers, H heads, D = head size, P = cached length):
 The first call passes pasts with P = 0. The graph is traced from :class:`KVGraph`, which
 reuses the HF modules (layer norms, projections, MLP); the attention with its cache is ONNX
 Runtime's ``com.microsoft.GroupQueryAttention``. Bound to one buffer for past and present
-(capacity >= P+T on the sequence axis, see ``kogpt2.onnx_backend.KVCache``), it appends the new
+(capacity >= P+T on the sequence axis, see ``kogpt2.generation.onnx_backend.KVCache``), it appends the new
 keys/values in place; fed plain arrays, it returns the concatenated cache like any ONNX graph.
 Residual + LayerNorm and bias + GELU are fused at export (:func:`fuse`).
 """

@@ -7,9 +7,9 @@ the mean hidden state) by nudging its past key/values at every step::
     bow = pplm.load_bow("공포", tokenizer)
     print(pplm.generate("오늘 아침에", model="runs/mini", attribute=bow, seed=1))
 
-How one step works (:class:`PPLMDecoder`, a ``kogpt2.backends.TorchDecoder`` whose
-``forward_step`` the sampler calls; sampling, stopping and streaming stay in
-``kogpt2.sampling``):
+How one step works (:class:`PPLMDecoder`, a ``kogpt2.generation.backends.TorchDecoder``
+whose ``forward_step`` the decoding loop calls; sampling, stopping and streaming stay in
+``kogpt2.generation``):
 
   1. Unperturbed: run the new token on the clean cache -> ``logits_u``.
   2. Perturb the steered cache (every layer's keys and values of all tokens before the new
@@ -48,7 +48,7 @@ from typing import Any, Iterator, Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
-from kogpt2.backends import TorchDecoder
+from kogpt2.generation.backends import TorchDecoder
 from kogpt2.errors import KoGPT2Error
 from kogpt2.paths import resources_dir
 
@@ -300,20 +300,20 @@ class PPLMDecoder(TorchDecoder):
         with torch.inference_mode(False):
             ids, mask, pos = input_ids.clone(), attention_mask.clone(), position_ids.clone()
             with torch.no_grad():
-                out = self.model(input_ids=ids, past_key_values=None if past is None else _cache(past.clean),
+                out = self.model(input_ids=ids, **{self.cache_arg: None if past is None else _cache(past.clean)},
                                  attention_mask=mask, position_ids=pos, use_cache=True,
                                  output_hidden_states=True, logits_to_keep=1)
             logits_u = out.logits[:, -1].float()  # (B, V)
             hidden = out.hidden_states[-1].float() * mask[:, -ids.shape[1]:, None]  # (B, T, C)
             if past is None:
-                clean = _pairs(out.past_key_values)
+                clean = _pairs(out[self.cache_arg])
                 state = _State(clean=clean, steered=[(k[:, :, :-1], v[:, :, :-1]) for k, v in clean],
                                histories=[[t for t, m in zip(r, mk) if m] for r, mk in
                                           zip(ids.tolist(), mask.tolist())],
-                               hidden_sum=torch.zeros(ids.shape[0], hidden.shape[-1]))
+                               hidden_sum=hidden.new_zeros(ids.shape[0], hidden.shape[-1]))
             else:
                 state = past
-                state.clean = _pairs(out.past_key_values)
+                state.clean = _pairs(out[self.cache_arg])
                 for h, t in zip(state.histories, ids[:, -1].tolist()):
                     h.append(t)
             before = state.hidden_sum + hidden[:, :-1].sum(1)  # tokens before the new last one
@@ -322,9 +322,9 @@ class PPLMDecoder(TorchDecoder):
             steered = state.steered if delta is None else [(k + dk, v + dv) for (k, v), (dk, dv)
                                                              in zip(state.steered, delta)]
             with torch.no_grad():
-                out_p = self.model(input_ids=last, past_key_values=_cache(steered), attention_mask=mask,
+                out_p = self.model(input_ids=last, **{self.cache_arg: _cache(steered)}, attention_mask=mask,
                                    position_ids=last_pos, use_cache=True, logits_to_keep=1)
-            state.steered = _pairs(out_p.past_key_values)
+            state.steered = _pairs(out_p[self.cache_arg])
             state.hidden_sum = before + hidden[:, -1]
             state.step += 1
             self.last_state = state
@@ -335,12 +335,12 @@ class PPLMDecoder(TorchDecoder):
     def _window(self, length: int) -> torch.Tensor:
         """(1, 1, length, 1) gradient mask over the past positions."""
         w = self.config.window_length
-        m = torch.ones(length)
+        m = torch.ones(length, device=self.device)
         if w and length > w:
             m[:-w] = 0
         if w and self.config.decay:
             n = min(w, length)
-            m[length - n:] = torch.arange(1, n + 1) / w  # oldest 1/w ... newest 1
+            m[length - n:] = torch.arange(1, n + 1, device=self.device) / w  # oldest 1/w ... newest 1
         return m[None, None, :, None]
 
     def _perturb(self, state: _State, last: torch.Tensor, mask: torch.Tensor, last_pos: torch.Tensor,
@@ -359,7 +359,7 @@ class PPLMDecoder(TorchDecoder):
         for _ in range(cfg.num_iterations):
             delta = [t.clone().requires_grad_(True) for t in flat_acc]
             pert = [(k + delta[2 * i], v + delta[2 * i + 1]) for i, (k, v) in enumerate(past)]
-            out = self.model(input_ids=last, past_key_values=_cache(pert), attention_mask=mask,
+            out = self.model(input_ids=last, **{self.cache_arg: _cache(pert)}, attention_mask=mask,
                              position_ids=last_pos, use_cache=True, output_hidden_states=True, logits_to_keep=1)
             logits = out.logits[:, -1].float()  # (B, V)
             # the new token's perturbed hidden state counts in the mean, without gradient (as the reference)
@@ -403,12 +403,12 @@ class PPLMDecoder(TorchDecoder):
 def steering_decoder(model: Any, attribute: Attribute, config: PPLMConfig | None = None,
                      tokenizer: Any = None) -> tuple[PPLMDecoder, Any]:
     """A :class:`PPLMDecoder` and tokenizer for a model given as None (bundled), a directory or objects."""
-    from kogpt2 import sampling
+    from kogpt2.generation.api import load
 
     if isinstance(model, PPLMDecoder):
         model.attribute, model.config = attribute, config or model.config
-        return model, sampling.load(model, tokenizer)[1] if tokenizer is None else tokenizer
-    decoder, tok = sampling.load(model, tokenizer)
+        return model, load(model, tokenizer)[1] if tokenizer is None else tokenizer
+    decoder, tok = load(model, tokenizer)
     if not isinstance(decoder, TorchDecoder):
         raise KoGPT2Error("PPLM needs gradients: use a PyTorch model directory (not the ONNX backend)")
     _check_discriminator_base(attribute, decoder.model)
@@ -430,25 +430,28 @@ def _check_discriminator_base(attribute: Attribute, model: Any) -> None:
 
 def generate(prompts: str | list[str], model: Any = None, tokenizer: Any = None, *, attribute: Attribute,
              pplm: PPLMConfig | None = None, config: Any = None, **overrides: Any) -> str | list[str]:
-    """Steered continuations (without the prompt); arguments as in ``kogpt2.sampling.generate``.
+    """Steered continuations (without the prompt); arguments as in ``kogpt2.generate``.
+
+    Sampling defaults are the ``pplm`` preset (``kogpt2.generation.presets``) under ``config``
+    or ``**overrides``.
 
     Args:
         attribute: what to steer toward (:func:`load_bow`, :func:`load_discriminator`).
         pplm: steering strength.
     """
-    from kogpt2 import sampling
+    from kogpt2.generation import api
 
     decoder, tok = steering_decoder(model, attribute, pplm, tokenizer)
-    return sampling.generate(prompts, model=decoder, tokenizer=tok, config=config, **overrides)
+    return api.generate(prompts, model=decoder, tokenizer=tok, config=config, preset="pplm", **overrides)
 
 
 def stream(prompt: str, model: Any = None, tokenizer: Any = None, *, attribute: Attribute,
            pplm: PPLMConfig | None = None, config: Any = None, **overrides: Any) -> Iterator[str]:
     """Stream a steered continuation as text chunks; arguments as in :func:`generate`."""
-    from kogpt2 import sampling
+    from kogpt2.generation import api
 
     decoder, tok = steering_decoder(model, attribute, pplm, tokenizer)
-    return sampling.stream(prompt, model=decoder, tokenizer=tok, config=config, **overrides)
+    return api.stream(prompt, model=decoder, tokenizer=tok, config=config, preset="pplm", **overrides)
 
 
 SHIPPED_DISCRIMINATORS = {"sentiment": "kogpt2-small-pplm-sentiment"}

@@ -155,16 +155,16 @@ def train_discriminator(rows: list[tuple[str, int]], out: str | Path, model: Any
         rows: (text, label) pairs, label 0 = negative, 1 = positive.
         out: directory to write.
         model: model directory, None (bundled), or a loaded HF model (then pass a tokenizer via
-            ``kogpt2.sampling.load`` first).
+            ``kogpt2.generation.api.load`` first).
         max_examples: a balanced random sample of this many rows is used.
         valid_fraction: share held out to measure accuracy.
     """
-    from kogpt2 import sampling
-    from kogpt2.backends import TorchDecoder
+    from kogpt2.generation.api import load
+    from kogpt2.generation.backends import TorchDecoder
 
     if not 0 <= valid_fraction < 1:
         raise KoGPT2Error(f"valid_fraction must be in [0, 1), got {valid_fraction}")
-    decoder, tok = sampling.load(model)
+    decoder, tok = load(model)
     if not isinstance(decoder, TorchDecoder):
         raise KoGPT2Error("train-discrim needs a PyTorch model directory")
     data = balanced_sample(rows, max_examples, seed)

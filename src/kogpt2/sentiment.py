@@ -150,7 +150,8 @@ class Classifier:
 
     def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, L) logits of token ids (left or right padded); differentiable."""
-        return cls_logits(self.model, input_ids, attention_mask)
+        dev = next(self.model.parameters()).device
+        return cls_logits(self.model, input_ids.to(dev), attention_mask.to(dev)).float()
 
     def encode(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids, mask), each (B, T), right-padded."""
@@ -167,7 +168,7 @@ class Classifier:
         for k in range(0, len(order), batch_size):
             idx = order[k:k + batch_size]
             ids, mask = self.encode([texts[i] for i in idx])
-            out[idx] = self.logits(ids, mask).softmax(-1)
+            out[idx] = self.logits(ids, mask).softmax(-1).cpu()
         return out
 
     def classify(self, texts: Sequence[str]) -> list[Prediction]:
@@ -211,12 +212,14 @@ class ZeroShotClassifier:
                     seqs.append(prefix + v)
                     spans.append((len(prefix), len(v)))
         ids, mask = pad_right(seqs, self.tokenizer.pad_token_id)
+        dev = next(self.lm.parameters()).device
+        ids, mask = ids.to(dev), mask.to(dev)
         logp = self.lm(input_ids=ids, attention_mask=mask, use_cache=False).logits.float().log_softmax(-1)
         tok_lp = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]  # (S, T-1): log p(token t+1)
         seq_lp = torch.stack([tok_lp[i, s - 1:s - 1 + n].sum() for i, (s, n) in enumerate(spans)])
         per_text = seq_lp.view(len(texts), -1)
         sizes = [len(v) for v in self.verbs]
-        return torch.stack([c.logsumexp(-1) for c in per_text.split(sizes, dim=-1)], dim=-1)
+        return torch.stack([c.logsumexp(-1) for c in per_text.split(sizes, dim=-1)], dim=-1).cpu()
 
     @torch.no_grad()
     def predict_proba(self, texts: Sequence[str], batch_size: int = 16) -> torch.Tensor:
@@ -329,12 +332,20 @@ def accuracy(clf: Any, texts: Sequence[str], labels: Sequence[int], batch_size: 
 
 def evaluate_sentiment(data: str | Path, head: str | Path | None = None, model: str | Path | None = None,
                        zero_shot: bool = False, max_examples: int | None = None,
-                       progress: bool = True) -> dict:
-    """Accuracy of a head (or the zero-shot baseline) on the first ``max_examples`` reviews of ``data``."""
+                       progress: bool = True, device: torch.device | None = None) -> dict:
+    """Accuracy of a head (or the zero-shot baseline) on the first ``max_examples`` reviews of ``data``
+    (on ``device``: ``kogpt2.devices.resolve_device``; None = the CPU)."""
+    from kogpt2.devices import place
+
     texts, labels, report = read_nsmc(data)
     if max_examples:
         texts, labels = texts[:max_examples], labels[:max_examples]
     clf = load_zero_shot(model) if zero_shot else load_classifier(head, model)
+    if device is not None:
+        if zero_shot:
+            clf.lm = place(clf.lm, device)
+        else:
+            clf.model = place(clf.model, device)
     acc = accuracy(clf, texts, labels, progress=progress)
     return {"accuracy": acc, "examples": len(texts), "report": str(report),
             "method": "zero-shot" if zero_shot else "fine-tuned head"}

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from kogpt2.errors import KoGPT2Error
+from kogpt2.model_info import context_length
 from kogpt2.validate import number_problems
 
 LN2 = math.log(2.0)
@@ -387,9 +388,8 @@ def train(cfg: TrainConfig) -> Path | None:
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every process
     model = _build_or_restore(cfg, tokenizer, ckpt)
-    n_ctx = model.config.n_positions if hasattr(model.config, "n_positions") else model.config.max_position_embeddings
-    n_ctx = cfg.n_ctx or n_ctx
-    if n_ctx > getattr(model.config, "n_positions", getattr(model.config, "max_position_embeddings", n_ctx)):
+    n_ctx = cfg.n_ctx or context_length(model)
+    if n_ctx > context_length(model):
         raise KoGPT2Error(f"--n-ctx {n_ctx} is above the model's positions")
     if model.config.vocab_size < meta["vocab_size"]:
         raise KoGPT2Error(f"model vocabulary {model.config.vocab_size} is smaller than the shards' {meta['vocab_size']}")
@@ -550,17 +550,15 @@ def _print_sample(model, tokenizer, prompt: str, step: int) -> None:
     """
     from tqdm import tqdm
 
-    from kogpt2.sampling import generate
+    from kogpt2.generation.api import generate
 
-    device = next(model.parameters()).device
-    # NOTE: the sampler's ``device=`` (generation engine) is passed only off the CPU, its default.
-    where = {} if device.type == "cpu" else {"device": str(device)}
-    positions = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    # NOTE: no device= : the engine runs a loaded model where it is, in its own dtype.
+    positions = context_length(model)
     was_training = model.training
     model.eval()
     try:
-        text = generate(prompt, model=model, tokenizer=tokenizer, max_new_tokens=min(48, positions // 2), top_p=0.9,
-                        repetition_penalty=1.2, seed=step, **where)
+        text = generate(prompt, model=model, tokenizer=tokenizer, max_new_tokens=min(48, positions // 2),
+                        min_new_tokens=min(8, positions // 4), top_p=0.9, repetition_penalty=1.2, seed=step)
     finally:
         model.train(was_training)
     tqdm.write(f"sample @ {step}: {prompt}{text}")

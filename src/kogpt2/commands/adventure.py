@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from kogpt2.commands.pplm import PPLM_FLAGS, add_pplm_arguments, add_sampling_arguments
+from kogpt2.commands.pplm import PPLM_FLAGS, add_pplm_arguments
 from kogpt2.errors import KoGPT2Error
 
 
@@ -28,17 +28,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-small)")
     parser.add_argument("--load", metavar="FILE", help="continue a saved game (its settings are used)")
     parser.add_argument("--no-pplm", action="store_true", help="do not steer the story toward the genre")
-    add_sampling_arguments(parser, max_new_tokens=60)
+    from kogpt2.commands.sampling_args import add_sampling_flags
+    from kogpt2.devices import add_device_flags
+
+    add_device_flags(parser)
+    add_sampling_flags(parser, "pplm", exclude={"num_beams", "num_return_sequences", "stop"})
     add_pplm_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def _settings(args: argparse.Namespace):
     from kogpt2.adventure import Settings
-    from kogpt2.commands.pplm import pplm_config, sampling_overrides
+    from kogpt2.commands.pplm import pplm_config
+    from kogpt2.commands.sampling_args import sampling_values
+    from kogpt2.generation.presets import resolve_config
 
-    sampling = sampling_overrides(args)
-    max_new = sampling.pop("max_new_tokens")
+    sampling = sampling_values(args)
+    sampling.pop("seed", None)  # the game's seed: Settings.seed
+    max_new = resolve_config("pplm", **sampling).max_new_tokens  # validates the values too
+    sampling.pop("max_new_tokens", None)
     pplm_config(args)  # validates
     pplm = {n: getattr(args, n) for n in PPLM_FLAGS if getattr(args, n) is not None}
     if args.decay:
@@ -56,14 +64,18 @@ def run(args: argparse.Namespace) -> int:
     quiet_libraries()
     from kogpt2.adventure import Adventure, GameState, genre_names
     from kogpt2.adventure_ui import play
+    from kogpt2.devices import resolve_device, set_threads
+
+    device = resolve_device(args.device)
+    set_threads(args.threads)
 
     if args.load:
         given = [f for f in ("protagonist", "goal", "model") if getattr(args, f)]
         if given:
             raise KoGPT2Error(f"--load restores a saved game with its own settings; drop --{', --'.join(given)}")
-        game = Adventure(GameState.load(args.load))
+        game = Adventure(GameState.load(args.load), device=device)
     else:
         if args.genre not in genre_names():
             raise KoGPT2Error(f"unknown genre {args.genre!r}; choose one of: {', '.join(genre_names())}")
-        game = Adventure.new(args.genre, args.protagonist, args.goal, _settings(args))
+        game = Adventure.new(args.genre, args.protagonist, args.goal, _settings(args), device=device)
     return play(game)

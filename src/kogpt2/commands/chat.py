@@ -29,20 +29,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sentiment", type=int, default=0, choices=[0, 1, 2],
                         help="sentiment slot: 0 everyday (default), 1 negative, 2 positive")
     parser.add_argument("--batch", action="store_true", help="one question per stdin line, one answer per line")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="answer tokens at most (default 64)")
-    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (default 0.8)")
-    parser.add_argument("--top-p", type=float, default=None, help="nucleus mass (default 0.9)")
-    parser.add_argument("--repetition-penalty", type=float, default=None, help="default 1.3")
-    parser.add_argument("--no-repeat-ngram-size", type=int, default=None, help="default 3")
-    parser.add_argument("--seed", type=int, default=None, help="random seed for reproducible answers")
+    from kogpt2.commands.sampling_args import add_sampling_flags
+    from kogpt2.devices import add_device_flags
+
+    add_device_flags(parser)
+    add_sampling_flags(parser, "chat", exclude={"num_beams", "num_return_sequences"})
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from kogpt2.commands.generate import quiet_libraries
+    from kogpt2.commands.sampling_args import sampling_values
+    from kogpt2.devices import resolve_device, set_threads
 
     quiet_libraries()
     from kogpt2.chat import ChatSession, bundled_chat_adapter_dir, load_chat_model, run_repl
+
+    sampling = sampling_values(args)
+    device = resolve_device(args.device)
+    set_threads(args.threads)
 
     if args.no_adapter and args.adapter:
         raise KoGPT2Error("--adapter and --no-adapter conflict; give one")
@@ -56,9 +61,7 @@ def run(args: argparse.Namespace) -> int:
         model, tokenizer = load_chat_model(bundled_model_dir(), None)
     else:
         model, tokenizer = load_chat_model(args.model, adapter)
-    names = ("max_new_tokens", "temperature", "top_p", "repetition_penalty", "no_repeat_ngram_size", "seed")
-    sampling = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
-    session = ChatSession(model, tokenizer, label=args.sentiment, **sampling)
+    session = ChatSession(model, tokenizer, label=args.sentiment, device=device, **sampling)
     interactive = sys.stdin.isatty() and not args.batch
 
     def write(s: str) -> None:

@@ -27,14 +27,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "with --zero-shot, the language model")
     parser.add_argument("--zero-shot", action="store_true",
                         help="no head: compare the likelihood of positive and negative continuations")
+    from kogpt2.devices import add_device_flags
+
+    add_device_flags(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from kogpt2.commands.generate import quiet_libraries
+    from kogpt2.devices import place, resolve_device, set_threads
 
     quiet_libraries()
     from kogpt2.sentiment import load_classifier, load_zero_shot
+
+    device = resolve_device(args.device)
+    set_threads(args.threads)
 
     if args.zero_shot and args.head:
         raise KoGPT2Error("--zero-shot uses no head; drop --head")
@@ -47,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         raise KoGPT2Error('give non-empty texts to classify, e.g. kogpt2 classify "정말 재미있는 영화였다" '
                           "(or --file F with one text per line)")
     clf = load_zero_shot(args.model) if args.zero_shot else load_classifier(args.head, args.model)
+    if args.zero_shot:
+        clf.lm = place(clf.lm, device)
+    else:
+        clf.model = place(clf.model, device)
     for text, (label, prob) in zip(texts, clf.classify(texts)):
         print(f"{label}\t{prob:.4f}\t{text}")
     return 0

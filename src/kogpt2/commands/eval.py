@@ -12,6 +12,8 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from kogpt2.devices import add_device_flags
+
     sub = parser.add_subparsers(dest="what", metavar="{bpc,TASK}", required=True)
     p = sub.add_parser("bpc", help="bits per character of text files under a model",
                        description="Bits per character: each document scored from </s> within the model's "
@@ -22,7 +24,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=int, default=None, help="window step for long documents (default n_ctx/2)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-docs", type=int, default=None, help="score only the first N documents")
-    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="fp32 (default) or bf16 on the CPU; "
+                   "CUDA runs bf16 (fp16 where bf16 is missing)")
+    add_device_flags(p)
     p.set_defaults(func=run_bpc)
     from kogpt2.finetune.task import TASKS, get_task
 
@@ -34,16 +38,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run_bpc(args: argparse.Namespace) -> int:
+    from kogpt2.devices import place, resolve_device, set_threads
     from kogpt2.errors import KoGPT2Error
     from kogpt2.evaluate import bits_per_char, read_documents
     from kogpt2.model import load_model
+    from kogpt2.model_info import context_length
     from kogpt2.tokenizer import load_tokenizer
     from kogpt2.validate import check_numbers
 
     check_numbers(batch_size=(args.batch_size, ">= 1"), max_docs=(args.max_docs, ">= 1"))
-    model = load_model(args.model, dtype=args.dtype)
+    device = resolve_device(args.device)
+    set_threads(args.threads)
+    model = place(load_model(args.model, dtype=args.dtype), device)
     tokenizer = load_tokenizer(args.model)
-    max_pos = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    max_pos = context_length(model)
     if args.n_ctx is not None and not 1 <= args.n_ctx <= max_pos:
         raise KoGPT2Error(f"--n-ctx {args.n_ctx} must be between 1 and the model's {max_pos} positions")
     if args.stride is not None and not 1 <= args.stride <= (args.n_ctx or max_pos):

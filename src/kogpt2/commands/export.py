@@ -36,7 +36,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run_onnx(args: argparse.Namespace) -> int:
     """Export and print what was written."""
-    from kogpt2.backends import _model_dir
+    from kogpt2.paths import resolve_model_dir
     from kogpt2.errors import KoGPT2Error
     from kogpt2.export import export_onnx
     from kogpt2.model import check_model_dir
@@ -47,10 +47,10 @@ def run_onnx(args: argparse.Namespace) -> int:
 
     if args.out:
         output_dir(args.out, "OUT")
-    model = _model_dir(args.model)
+    model = resolve_model_dir(args.model)
     check_model_dir(model)
     if args.cache:
-        from kogpt2.onnx_backend import cache_dir, ready_onnx_dir
+        from kogpt2.generation.onnx_backend import cache_dir, ready_onnx_dir
 
         ready = ready_onnx_dir(model, "int8" if args.int8 else "fp32")
         if ready is not None and ready != model:

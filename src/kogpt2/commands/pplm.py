@@ -21,21 +21,10 @@ import sys
 
 from kogpt2.errors import KoGPT2Error
 
-SAMPLING_FLAGS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "no_repeat_ngram_size")
 PPLM_FLAGS = ("stepsize", "num_iterations", "window_length", "horizon_length", "gamma", "kl_scale",
               "gm_scale", "grad_length")
 # NOTE: the PPLM paper's discriminator examples use a larger step and gamma 1 (reference README).
 DISCRIM_DEFAULTS = {"stepsize": 0.04, "gamma": 1.0, "num_iterations": 5}
-
-
-def add_sampling_arguments(parser: argparse.ArgumentParser, max_new_tokens: int = 60) -> None:
-    """The shared sampling flags, with the PPLM-style defaults of ``pplm`` and ``adventure``."""
-    from kogpt2.commands import sampling_args
-
-    g = parser.add_argument_group("sampling")
-    sampling_args.add_sampling_arguments(g, {"max_new_tokens": str(max_new_tokens), "top_k": "10, as PPLM",
-                                             "repetition_penalty": "1.2", "seed": "random; sample j uses seed + j"})
-    parser.set_defaults(max_new_tokens=max_new_tokens)
 
 
 def add_pplm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,13 +39,6 @@ def add_pplm_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--kl-scale", type=float, help="weight of the KL term to the unsteered model (default 0.01)")
     g.add_argument("--gm-scale", type=float, help="weight of the steered distribution in the fusion (default 0.95)")
     g.add_argument("--grad-length", type=int, help="stop perturbing after N tokens (default 10000)")
-
-
-def sampling_overrides(args: argparse.Namespace) -> dict:
-    """SamplingConfig fields from the flags (PPLM-style defaults: top-k 10, repetition penalty 1.2)."""
-    out = {"max_new_tokens": args.max_new_tokens, "top_k": 10, "repetition_penalty": 1.2}
-    out.update({n: getattr(args, n) for n in SAMPLING_FLAGS if getattr(args, n) is not None})
-    return out
 
 
 def pplm_config(args: argparse.Namespace, discrim: bool = False):
@@ -87,7 +69,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    "(positive / negative)")
     parser.add_argument("--samples", type=int, default=1, help="samples per prompt (default 1)")
     parser.add_argument("--jsonl", action="store_true", help="one JSON object per sample instead of text")
-    add_sampling_arguments(parser)
+    from kogpt2.commands.sampling_args import add_sampling_flags
+    from kogpt2.devices import add_device_flags
+
+    add_device_flags(parser)
+    add_sampling_flags(parser, "pplm", exclude={"num_beams", "num_return_sequences"})
     add_pplm_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -148,15 +134,20 @@ def _attribute(args: argparse.Namespace, tokenizer):
 def run(args: argparse.Namespace) -> int:
     """Print unsteered and steered continuations; returns the exit status."""
     from kogpt2.commands.generate import quiet_libraries, read_prompts
+    from kogpt2.commands.sampling_args import sampling_values
+    from kogpt2.devices import resolve_device, set_threads
 
     quiet_libraries()
-    from kogpt2 import pplm, sampling
+    from kogpt2 import pplm
+    from kogpt2.generation.api import config_for, generate, load, stream
 
     prompts = read_prompts(args)
     if args.samples < 1:
         raise KoGPT2Error(f"--samples must be >= 1, got {args.samples}")
-    cfg = sampling.SamplingConfig(**sampling_overrides(args))
-    decoder, tok = sampling.load(args.model)
+    device = resolve_device(args.device)
+    set_threads(args.threads)
+    decoder, tok = load(args.model, device=device)
+    cfg = config_for(decoder, "pplm", **sampling_values(args))
     attribute = _attribute(args, tok)
     steering, _ = pplm.steering_decoder(decoder.model, attribute, pplm_config(args, bool(args.discrim)), tok)
     base_seed = args.seed if args.seed is not None else random.randrange(2**31)
@@ -165,17 +156,17 @@ def run(args: argparse.Namespace) -> int:
         for j in range(args.samples):
             c = cfg.replace(seed=base_seed + j)
             if args.jsonl:
-                plain = sampling.generate(prompt, model=decoder, tokenizer=tok, config=c)
-                steered = sampling.generate(prompt, model=steering, tokenizer=tok, config=c)
+                plain = generate(prompt, model=decoder, tokenizer=tok, config=c)
+                steered = generate(prompt, model=steering, tokenizer=tok, config=c)
                 out.write(json.dumps({"prompt": prompt, "unsteered": plain, "steered": steered},
                                      ensure_ascii=False) + "\n")
                 out.flush()
                 continue
-            plain = sampling.generate(prompt, model=decoder, tokenizer=tok, config=c)
+            plain = generate(prompt, model=decoder, tokenizer=tok, config=c)
             out.write(("\n" if i or j else "") + f"= unsteered (seed {c.seed}) =\n{prompt}{plain}\n"
                       f"= steered =\n{prompt}")
             out.flush()
-            for chunk in sampling.stream(prompt, model=steering, tokenizer=tok, config=c):
+            for chunk in stream(prompt, model=steering, tokenizer=tok, config=c):
                 out.write(chunk)
                 out.flush()
             out.write("\n")

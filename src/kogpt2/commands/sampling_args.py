@@ -1,31 +1,71 @@
-"""The sampling flags every generating command shares (``generate``, ``pplm``, ``adventure``)."""
+"""The sampling flags of every generating command, generated from ``SamplingConfig`` in this one place.
+
+Every flag defaults to None: what is not given comes from the command's preset
+(``kogpt2.generation.presets``), whose values the help shows.
+"""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any, Iterable
 
-def add_sampling_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup,
-                           defaults: dict[str, str] | None = None) -> None:
-    """Add ``--max-new-tokens --temperature --top-k --top-p --min-p --repetition-penalty
-    --no-repeat-ngram-size --seed`` (all default to None: the command fills its own defaults).
+from kogpt2.errors import KoGPT2Error
+
+SAMPLING_ONLY = ("temperature", "top_k", "top_p", "min_p", "typical_p")
+"""Fields that mean nothing to greedy decoding or beam search."""
+
+
+def add_sampling_flags(parser: argparse.ArgumentParser, preset: str, exclude: Iterable[str] = ()) -> list[str]:
+    """Add one flag per ``SamplingConfig`` field (plus ``--greedy``) to a group of ``parser``.
 
     Args:
-        parser: the parser or argument group to add to.
-        defaults: text for each flag's help, e.g. ``{"top_k": "10, as PPLM"}``, naming the
-            default the command applies when the flag is absent.
+        parser: the command's parser.
+        preset: the command's preset, whose values the help shows as defaults (``default``: the
+            bundled model's ``generation_config.json``).
+        exclude: fields the command does not offer.
+
+    Returns:
+        the fields that got a flag.
     """
-    d = defaults or {}
+    from kogpt2.config_flags import add_dataclass_flags
+    from kogpt2.generation.config import SamplingConfig
+    from kogpt2.generation.presets import preset_values
 
-    def note(name: str) -> str:
-        return f" (default {d[name]})" if name in d else ""
+    try:
+        notes = _notes(preset_values(preset, _bundled_dir() if preset == "default" else None))
+    except KoGPT2Error:  # an unreadable bundled generation_config.json: show the field defaults
+        notes = {}
+    where = "the model's generation_config.json" if preset == "default" else f"the `{preset}` preset"
+    group = parser.add_argument_group(f"sampling (defaults: {where}; `python -m kogpt2.generation.presets` "
+                                      "prints every preset)")
+    added = add_dataclass_flags(group, SamplingConfig, exclude=set(exclude), defaults_none=True,
+                                default_notes=notes, help_overrides={"seed": "random seed for reproducible output"})
+    if "do_sample" in added:
+        group.add_argument("--greedy", dest="do_sample", action="store_false", default=None,
+                           help="greedy decoding (same as --no-do-sample)")
+    return added
 
-    parser.add_argument("--max-new-tokens", type=int, help="tokens to generate at most" + note("max_new_tokens"))
-    parser.add_argument("--temperature", type=float, help="sampling temperature, > 0" + note("temperature"))
-    parser.add_argument("--top-k", type=int, help="sample among the k most likely tokens, 0 = off" + note("top_k"))
-    parser.add_argument("--top-p", type=float, help="nucleus sampling mass in (0, 1]" + note("top_p"))
-    parser.add_argument("--min-p", type=float, help="drop tokens below min-p times the most likely" + note("min_p"))
-    parser.add_argument("--repetition-penalty", type=float,
-                        help="penalty on repeated tokens (KoGPT2 examples: 2.0)" + note("repetition_penalty"))
-    parser.add_argument("--no-repeat-ngram-size", type=int,
-                        help="never repeat an n-gram of this size" + note("no_repeat_ngram_size"))
-    parser.add_argument("--seed", type=int, help="random seed for reproducible output" + note("seed"))
+
+def _bundled_dir() -> Any:
+    from kogpt2.paths import bundled_model_dir
+
+    return bundled_model_dir()
+
+
+def _notes(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: " ".join(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def sampling_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``SamplingConfig`` fields given on the command line; sampling-only flags with greedy
+    decoding are an error."""
+    from kogpt2.config_flags import dataclass_kwargs
+    from kogpt2.generation.config import SamplingConfig
+
+    values = dataclass_kwargs(SamplingConfig, args, skip_none=True)
+    if values.get("do_sample") is False or values.get("num_beams", 1) > 1:
+        given = [f"--{n.replace('_', '-')}" for n in SAMPLING_ONLY if n in values]
+        if given:
+            raise KoGPT2Error(f"{', '.join(given)} only apply to sampling; drop them or drop --greedy/--num-beams")
+        values["do_sample"] = False
+    return values

@@ -45,7 +45,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sentiment", default=None, metavar="DIR",
                         help="sentiment head directory; enables POST /api/classify")
     parser.add_argument("--max-body-kb", type=int, default=64, help="largest request body in KiB (default 64)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    from kogpt2.devices import add_device_flags
+
+    add_device_flags(parser)
     add_dataclass_flags(parser, ServeConfig, exclude={"model_name", "max_body_bytes", "api_key", "cors_origins",
                                                       "allowed_hosts", "default_max_tokens"})
     parser.add_argument("--model-name", default=None, help="id shown in /v1/models (default: directory name)")
@@ -53,18 +55,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     import uvicorn
 
+    from kogpt2.devices import resolve_device, set_threads
     from kogpt2.serve.app import ServeConfig, create_app, load_sentiment
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not 0 < args.port < 65536:
         raise KoGPT2Error(f"--port must be between 1 and 65535, got {args.port}")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise KoGPT2Error(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    if args.threads is not None and args.threads < 1:
+        raise KoGPT2Error(f"--threads must be >= 1, got {args.threads}")
+    device = resolve_device(args.device)
+    set_threads(args.threads)
     if args.max_body_kb < 1:
         raise KoGPT2Error(f"--max-body-kb must be >= 1, got {args.max_body_kb}")
     if args.chat_adapter and args.no_chat_adapter:
@@ -81,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     sock = bind(args.host, args.port)
     try:
         classifier = load_sentiment(args.sentiment) if args.sentiment else None
-        app = create_app(args.model, cfg, classifier=classifier, chat_adapter=chat_adapter(args))
+        app = create_app(args.model, cfg, classifier=classifier, chat_adapter=chat_adapter(args),
+                         device=device)
         print(f"serving {app.state.kogpt2.name} on http://{_url_host(args.host)}:{args.port}/  (API: /v1)",
               flush=True)
         config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=math.ceil(cfg.keep_alive_s),

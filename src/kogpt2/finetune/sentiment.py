@@ -74,7 +74,9 @@ class SentimentTask(Task):
         parser.add_argument("--model", default=None, help="base model (LoRA head) or language model (--zero-shot)")
         parser.add_argument("--zero-shot", action="store_true", help="evaluate the zero-shot likelihood baseline")
         parser.add_argument("--max-examples", type=int, default=None, help="score only the first N reviews")
-        parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        from kogpt2.devices import add_device_flags
+
+        add_device_flags(parser)
 
     def run_eval(self, args: argparse.Namespace) -> int:
         from kogpt2.errors import KoGPT2Error
@@ -84,10 +86,12 @@ class SentimentTask(Task):
             raise KoGPT2Error("--zero-shot uses no head; drop --head")
         from kogpt2.validate import check_numbers
 
+        from kogpt2.devices import resolve_device, set_threads
+
         check_numbers(max_examples=(args.max_examples, ">= 1"), threads=(args.threads, ">= 1"))
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        r = evaluate_sentiment(args.data, args.head, args.model, args.zero_shot, args.max_examples)
+        set_threads(args.threads)
+        r = evaluate_sentiment(args.data, args.head, args.model, args.zero_shot, args.max_examples,
+                               device=resolve_device(args.device))
         print(r["report"])
         print(f"accuracy {r['accuracy']:.4f} on {r['examples']} reviews ({r['method']})")
         return 0

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Iterable
 
 import torch
 
+from kogpt2.devices import resolve_device
 from kogpt2.errors import KoGPT2Error
 from kogpt2.finetune.batching import ReadReport, autocast_ctx, iter_chunks, length_batches, run_split
 from kogpt2.finetune.config import FinetuneConfig
@@ -98,15 +99,6 @@ def get_task(name: str) -> Task:
         raise KoGPT2Error(f"unknown fine-tuning task {name!r}; choose one of {', '.join(TASKS)}")
     module, cls = TASKS[name].split(":")
     return getattr(importlib.import_module(module), cls)()
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; a clear error for cuda without a GPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise KoGPT2Error(f"--device {device}: no CUDA GPU is available here; use --device cpu")
-    return torch.device(device)
 
 
 def finetune(task: Task | str, cfg: FinetuneConfig) -> dict:

@@ -1,7 +1,7 @@
 """``kogpt2 serve``: an OpenAI-compatible HTTP API with dynamic batching, and the web demo.
 
 Modules: ``schemas`` (request/response models and limits), ``batcher`` (the dynamic batcher
-around ``kogpt2.sampling.decode_rows``, isolating a failing row from its batch-mates),
+around ``kogpt2.generation``, isolating a failing row from its batch-mates),
 ``metrics`` (Prometheus counters), ``middleware`` (Host allow-list, API key on every non-public
 route, body size and UTF-8 checks, request ids), ``prompts`` (chat messages -> KoGPT2 chat
 prompt), ``app`` (the FastAPI app factory ``create_app``).

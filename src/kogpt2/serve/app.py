@@ -32,8 +32,8 @@ from kogpt2.serve.batcher import Batcher, QueueFull, Ticket
 from kogpt2.serve.metrics import CONTENT_TYPE, Metrics
 from kogpt2.serve.middleware import Guard, request_id
 from kogpt2.serve.prompts import render_chat
-from kogpt2.serve.schemas import (ApiError, ChatRequest, ClassifyRequest, CompletionRequest, _Sampling,
-                                  error_body)
+from kogpt2.serve.schemas import (SAMPLING_FIELDS, ApiError, ChatRequest, ClassifyRequest, CompletionRequest,
+                                  _Sampling, error_body)
 
 WEB_DIR = PACKAGE_DIR / "web"
 Classifier = Callable[[list[str]], list[dict]]
@@ -96,7 +96,7 @@ class ServeConfig:
 
 def create_app(model_dir: str | Path | None = None, config: ServeConfig | None = None, *, model=None,
                tokenizer=None, classifier: Classifier | None = None,
-               chat_adapter: str | Path | None = None) -> FastAPI:
+               chat_adapter: str | Path | None = None, device: str | None = None) -> FastAPI:
     """Build the server app.
 
     Args:
@@ -108,6 +108,7 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
             ``None`` = the endpoint answers 501.
         chat_adapter: a ``kogpt2 finetune chat`` output applied to ``/v1/chat/completions`` (and the web
             demo's chat tab), on ``model_dir``; ``None`` = chat uses the model as it is.
+        device: ``cpu``, ``cuda`` or ``auto`` for the model (None: the CPU, or where ``model`` is).
     """
     from kogpt2.paths import bundled_model_dir
     from kogpt2.tokenizer import load_tokenizer
@@ -129,7 +130,7 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
         from kogpt2.chat import load_chat_model
 
         chat = load_chat_model(model_dir if model_dir is not None else bundled_model_dir(), chat_adapter)
-    state = _State(cfg, name, model, tokenizer, classifier, chat)
+    state = _State(cfg, name, model, tokenizer, classifier, chat, device)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -158,7 +159,8 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
 class _State:
     """Everything the routes share."""
 
-    def __init__(self, cfg: ServeConfig, name: str, model, tokenizer, classifier, chat=None) -> None:
+    def __init__(self, cfg: ServeConfig, name: str, model, tokenizer, classifier, chat=None,
+                 device: str | None = None) -> None:
         self.cfg, self.name, self.model, self.classifier = cfg, name, model, classifier
         self.created = int(time.time())
         self.metrics = Metrics()
@@ -166,10 +168,11 @@ class _State:
         # when one object is used from two threads while the worker pads a batch.
         self.counter_tok = _clone_tokenizer(tokenizer)
         self.batcher = Batcher(model, tokenizer, cfg.max_batch, cfg.max_queue, cfg.max_wait_ms / 1000,
-                               self.metrics)
+                               self.metrics, device=device)
         # chat answers come from the chat adapter's model, decoded by its own worker
         self.chat_batcher = self.batcher if chat is None else Batcher(
-            chat[0], chat[1], cfg.max_batch, cfg.max_queue, cfg.max_wait_ms / 1000, self.metrics)
+            chat[0], chat[1], cfg.max_batch, cfg.max_queue, cfg.max_wait_ms / 1000, self.metrics,
+            device=device)
         self.context = self.batcher.decoder.context
 
     def batchers(self) -> list[Batcher]:
@@ -306,8 +309,12 @@ def _check_model(st: _State, model: str | None) -> None:
 
 # --- generation --------------------------------------------------------------------------------
 def _row_configs(st: _State, req: _Sampling, chat: bool, n_prompts: int) -> tuple[list, int]:
-    """One SamplingConfig per row (prompt-major, then n), and the max_tokens used."""
-    from kogpt2.sampling import SamplingConfig
+    """One SamplingConfig per row (prompt-major, then n), and the max_tokens used.
+
+    Defaults: the ``default`` preset (the model's generation_config.json) for completions, the
+    ``chat`` preset for chat completions; the request's values over them.
+    """
+    from kogpt2.generation.api import config_for
 
     cap = st.cfg
     max_tokens = (getattr(req, "max_completion_tokens", None) if chat else None) or req.max_tokens \
@@ -321,17 +328,15 @@ def _row_configs(st: _State, req: _Sampling, chat: bool, n_prompts: int) -> tupl
     if len(stops) > 4 or any(not s or len(s) > 64 for s in stops):
         raise ApiError(422, "stop: give at most 4 non-empty sequences of at most 64 characters", "stop",
                        code="invalid_value")
-    greedy = req.temperature == 0
-    configs = []
-    for _ in range(n_prompts):
-        for j in range(req.n):
-            try:
-                configs.append(SamplingConfig(
-                    max_new_tokens=max_tokens, do_sample=not greedy, temperature=1.0 if greedy else req.temperature,
-                    top_k=req.top_k, top_p=req.top_p, repetition_penalty=req.repetition_penalty, stop=stops,
-                    seed=None if req.seed is None else req.seed + j))
-            except (KoGPT2Error, ValueError) as e:
-                raise ApiError(422, str(e), code="invalid_value") from e
+    try:
+        base = config_for(st.batcher.decoder, "chat" if chat else "default", max_new_tokens=max_tokens,
+                          stop=stops, **req.sampling_values())
+        seeds = [None if base.seed is None else base.seed + j for j in range(req.n)]
+        configs = [base.replace(seed=seed) for _ in range(n_prompts) for seed in seeds]
+    except (KoGPT2Error, ValueError) as e:
+        api_names = {name: api for api, name in SAMPLING_FIELDS.items()} | {"max_new_tokens": "max_tokens"}
+        fields = [api_names.get(f, f) for f in getattr(e, "fields", [])]
+        raise ApiError(422, str(e), fields[0] if fields else None, code="invalid_value") from e
     return configs, max_tokens
 
 

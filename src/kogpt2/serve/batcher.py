@@ -2,7 +2,7 @@
 
 One worker thread owns the model. Requests put their rows (prompt x ``n``) in a bounded queue;
 the worker takes up to ``max_batch`` rows, waiting ``max_wait_s`` for company once the first
-arrives, and decodes them with per-row sampling configs through ``kogpt2.sampling.decode_rows``
+arrives, and decodes them with per-row sampling configs through ``kogpt2.generation.loop.decode_rows``
 (the loop behind ``stream_batch``, used directly for its per-row finish reasons and token counts).
 Text chunks go back to each request's asyncio queue on the event loop; a request is answered as
 soon as its own rows end. A cancelled request (client gone) stops its rows through
@@ -32,7 +32,7 @@ from kogpt2.serve.metrics import Metrics
 
 log = logging.getLogger("kogpt2.serve")
 
-# finish reasons of kogpt2.sampling -> OpenAI's
+# finish reasons of kogpt2.generation -> OpenAI's
 FINISH = {"eos": "stop", "stop": "stop", "length": "length", "cancelled": "stop"}
 
 
@@ -45,7 +45,7 @@ class _Row:
     ticket: "Ticket"
     index: int  # row index inside its ticket
     prompt: str
-    config: Any  # kogpt2.sampling.SamplingConfig
+    config: Any  # kogpt2.generation.config.SamplingConfig
     ids: list[int] = field(default_factory=list)  # prompt ids + generated ids kept from earlier attempts
     generated: int = 0  # generated tokens already in ``ids``
     pending: str = ""  # text of those tokens not yet delivered (held back when an attempt failed)
@@ -88,13 +88,14 @@ class Batcher:
         max_queue: most rows waiting; beyond it ``submit`` raises ``QueueFull``.
         max_wait_s: how long the first waiting row waits for others before a batch starts.
         metrics: counters to update.
+        device: where the model runs (``kogpt2.devices.resolve_device``; None = where it is).
     """
 
     def __init__(self, model, tokenizer, max_batch: int = 16, max_queue: int = 64, max_wait_s: float = 0.01,
-                 metrics: Metrics | None = None) -> None:
-        from kogpt2.sampling import load
+                 metrics: Metrics | None = None, device: Any = None) -> None:
+        from kogpt2.generation.api import load
 
-        self.decoder, self.tokenizer = load(model, tokenizer)
+        self.decoder, self.tokenizer = load(model, tokenizer, device=device)
         self.max_batch, self.max_queue, self.max_wait_s = max_batch, max_queue, max_wait_s
         self.metrics = metrics or Metrics()
         self._queue: deque[_Row] = deque()
@@ -168,7 +169,7 @@ class Batcher:
                 self._run(batch)
 
     def _run(self, batch: list[_Row]) -> None:
-        from kogpt2.sampling import encode_prompt
+        from kogpt2.generation.api import encode_prompt
 
         self.metrics.batch_size.observe(len(batch))
         self._set_busy(len(batch))
@@ -190,7 +191,7 @@ class Batcher:
 
     def _decode(self, group: list[_Row]) -> None:
         """Decode ``group`` together; on a failure, resume the unfinished rows in halves."""
-        from kogpt2.sampling import decode_rows
+        from kogpt2.generation.loop import decode_rows
 
         group = [r for r in group if not r.ended]
         if not group:

@@ -1,15 +1,17 @@
 """Request bodies of the OpenAI-compatible endpoints, and the error shape.
 
-Static ranges (temperature, top_p, ...) are checked here by pydantic; limits that depend on the
-server (``max_tokens`` cap, ``n`` cap, context length) are checked in ``app`` with the tokenizer.
+The sampling fields are generated from ``kogpt2.generation.config.SamplingConfig`` (one table,
+:data:`SAMPLING_FIELDS`) and validated by it; limits that depend on the server (``max_tokens``
+cap, ``n`` cap, context length) are checked in ``app`` with the tokenizer.
 Unknown fields are ignored, as OpenAI clients send optional fields we do not use.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import typing
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 
 class ApiError(Exception):
@@ -36,20 +38,40 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class _Sampling(BaseModel):
-    """Fields shared by completions and chat completions."""
+# Request field -> SamplingConfig field. The OpenAI names where OpenAI (or vLLM: min_tokens) has
+# one; types and descriptions come from SamplingConfig, and every value is validated there
+# (an invalid one is answered 422). None = the endpoint's preset decides.
+SAMPLING_FIELDS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p",
+                   "typical_p": "typical_p", "repetition_penalty": "repetition_penalty",
+                   "no_repeat_ngram_size": "no_repeat_ngram_size", "min_tokens": "min_new_tokens",
+                   "seed": "seed"}
 
-    model_config = ConfigDict(extra="ignore")
+
+def _sampling_fields() -> dict[str, Any]:
+    """pydantic field definitions generated from ``SamplingConfig``'s fields and their docs."""
+    from kogpt2.config_flags import field_docs
+    from kogpt2.generation.config import SamplingConfig
+
+    hints = typing.get_type_hints(SamplingConfig)
+    docs = field_docs(SamplingConfig)
+    out = {}
+    for api, name in SAMPLING_FIELDS.items():
+        kind = hints[name]
+        base = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+        out[api] = (base | None, Field(None, description=docs.get(name, "") + " (default: the endpoint's preset)"))
+    return out
+
+
+_SamplingFields = create_model("_SamplingFields", __config__=ConfigDict(extra="ignore"), **_sampling_fields())
+
+
+class _Sampling(_SamplingFields):
+    """Fields shared by completions and chat completions."""
 
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0.0, le=2.0)  # 0 = greedy, as in OpenAI's API
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int = Field(0, ge=0)
     n: int = Field(1, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = Field(None, ge=0, le=2**63 - 1)
-    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
@@ -59,6 +81,10 @@ class _Sampling(BaseModel):
         if self.stop is None:
             return []
         return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    def sampling_values(self) -> dict[str, Any]:
+        """The ``SamplingConfig`` fields this request sets (unset ones are left to the preset)."""
+        return {name: getattr(self, api) for api, name in SAMPLING_FIELDS.items() if getattr(self, api) is not None}
 
 
 class CompletionRequest(_Sampling):

@@ -5,11 +5,14 @@ const $ = (id) => document.getElementById(id);
 const SLIDERS = ["temperature", "top_p", "max_tokens", "repetition_penalty"];
 let controller = null;
 let history = [];
+const touched = new Set();  // sliders the user moved; the others are left to the server's presets
 
+// Only the values the user chose: the server applies the same defaults as every other door
+// (generate tab: the model's generation_config.json; chat tab: the chat preset).
 function params() {
   const p = {};
-  for (const name of SLIDERS) p[name] = Number($(name).value);
-  p.max_tokens = Math.round(p.max_tokens);
+  for (const name of touched) p[name] = Number($(name).value);
+  if ("max_tokens" in p) p.max_tokens = Math.round(p.max_tokens);
   return p;
 }
 
@@ -141,7 +144,7 @@ async function showModel() {
 }
 
 for (const name of SLIDERS) {
-  $(name).addEventListener("input", () => { $(name + "-v").textContent = $(name).value; });
+  $(name).addEventListener("input", () => { touched.add(name); $(name + "-v").textContent = $(name).value; });
 }
 for (const t of document.querySelectorAll(".tab")) t.addEventListener("click", () => showTab(t));
 $("generate").addEventListener("click", generate);

@@ -1,4 +1,5 @@
-"""The one sampler: decoding options, batching, streaming text, HF compatibility, the CLI."""
+"""The decoding loop (``kogpt2.generation.loop``) through the public API: options, batching, streaming text,
+HF compatibility, the CLI."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import pytest
 import torch
 
 from conftest import SHARED, make_tiny_model_dir
-from kogpt2.backends import Decoder, TorchDecoder, load_decoder
 from kogpt2.errors import KoGPT2Error
-from kogpt2.sampling import SamplingConfig, config_from_model_dir, generate, stream, stream_batch
+from kogpt2.generation.api import encode_prompt, generate, load, stream, stream_batch
+from kogpt2.generation.backends import TorchDecoder, load_decoder
+from kogpt2.generation.config import SamplingConfig
+from kogpt2.generation.decoder import Decoder
+from kogpt2.generation.loop import Row, decode_rows
 
 EOS = 1
 
@@ -81,44 +85,13 @@ def tokens_of(tokenizer, text: str) -> list[int]:
 
 # ---------------------------------------------------------------------------- options
 
-@pytest.mark.parametrize("bad, words", [
-    (dict(temperature=0.0), "temperature"), (dict(top_p=0.0), "top_p"), (dict(top_p=1.5), "top_p"),
-    (dict(top_k=-1), "top_k"), (dict(max_new_tokens=0), "max_new_tokens"), (dict(min_p=1.0), "min_p"),
-    (dict(repetition_penalty=0.0), "repetition_penalty"), (dict(num_beams=2), "do_sample=False"),
-    (dict(do_sample=False, num_return_sequences=2), "identical"), (dict(stop=[""]), "stop"),
-])
-def test_config_rejects_bad_values(bad, words):
-    with pytest.raises(KoGPT2Error, match=words):
-        SamplingConfig(**bad)
-
-
-def test_config_lists_every_problem_and_unknown_names():
-    with pytest.raises(KoGPT2Error) as e:
-        SamplingConfig(temperature=-1, top_p=2)
-    assert "temperature" in str(e.value) and "top_p" in str(e.value)
-    with pytest.raises(KoGPT2Error, match="unknown sampling option"):
-        SamplingConfig().replace(top_q=0.5)
-    assert SamplingConfig(do_sample=False, temperature=0).temperature == 0  # ignored when greedy
-
-
-def test_generation_config_defaults_then_overrides(tmp_path):
-    (tmp_path / "generation_config.json").write_text(
-        '{"do_sample": true, "top_p": 0.9, "repetition_penalty": 2.0, "top_k": 50, "eos_token_id": 1}')
-    cfg = config_from_model_dir(tmp_path, top_p=0.5)
-    assert (cfg.do_sample, cfg.top_p, cfg.repetition_penalty, cfg.top_k) == (True, 0.5, 2.0, 50)
-    assert config_from_model_dir(tmp_path / "nowhere").top_p == 1.0
-
-
 def test_top_k_never_samples_outside_k_most_likely(tiny_tokenizer):
     torch.manual_seed(0)
     logits = torch.randn(len(tiny_tokenizer)) * 0.5
     logits[EOS] = -math.inf
     dec = FixedDecoder(logits)
     top3 = set(logits.topk(3).indices.tolist())
-    eos_free = [i for i in range(len(tiny_tokenizer))]
-    from kogpt2.sampling import decode_rows, _Row
-
-    rows: list[_Row] = []
+    rows: list[Row] = []
     cfg = SamplingConfig(max_new_tokens=300, top_k=3, seed=0)
     for _ in decode_rows(dec, tiny_tokenizer, [[10]], [cfg], rows_out=rows, stream_text=False):
         pass
@@ -126,12 +99,10 @@ def test_top_k_never_samples_outside_k_most_likely(tiny_tokenizer):
     rows.clear()
     for _ in decode_rows(dec, tiny_tokenizer, [[10]], [cfg.replace(top_k=0)], rows_out=rows, stream_text=False):
         pass
-    assert len(set(rows[0].gen) - top3) > 10 and set(rows[0].gen) <= set(eos_free)
+    assert len(set(rows[0].gen) - top3) > 10 and rows[0].finish_reason == "length"  # eos (-inf) never drawn
 
 
 def _sampled_ids(dec, tokenizer, cfg) -> list[int]:
-    from kogpt2.sampling import decode_rows
-
     rows: list = []
     for _ in decode_rows(dec, tokenizer, [[10]], [cfg], rows_out=rows, stream_text=False):
         pass
@@ -165,8 +136,6 @@ def test_temperature_sharpens(tiny_tokenizer):
 
 
 def test_repetition_penalty_and_no_repeat_ngram_reduce_loops(loop_model_dir, tiny_tokenizer):
-    from kogpt2.sampling import load, decode_rows, encode_prompt
-
     dec, tok = load(loop_model_dir)
     prompt = encode_prompt(tok, "나는 숲", dec.context, 30)
 
@@ -289,11 +258,20 @@ def test_stream_batch_rows_finish_independently(tiny_model_dir):
     assert "".join(s[1] for s in steps) == alone
 
 
-def test_prompt_too_long_is_left_truncated_and_max_tokens_checked(tiny_model_dir):
+def test_prompt_too_long_is_left_truncated_and_max_tokens_checked(tiny_model_dir, tiny_tokenizer):
+    class Recording(TorchDecoder):
+        widths: list[int] = []
+
+        def forward_step(self, input_ids, past, attention_mask, position_ids):
+            Recording.widths.append(input_ids.shape[1])
+            return super().forward_step(input_ids, past, attention_mask, position_ids)
+
     long_prompt = "나는 어두운 숲 속을 거닐고 있다. " * 30  # > 128 tokens
-    with pytest.warns(UserWarning, match="keeping the last"):
-        out = generate(long_prompt, model=tiny_model_dir, max_new_tokens=8, do_sample=False)
-    assert isinstance(out, str)
+    assert len(tokens_of(tiny_tokenizer, long_prompt)) > 128
+    dec = Recording(load_decoder(tiny_model_dir).model)
+    with pytest.warns(UserWarning, match="keeping the last 120"):
+        generate(long_prompt, model=dec, tokenizer=tiny_tokenizer, max_new_tokens=8, do_sample=False)
+    assert Recording.widths[0] == 128 - 8  # the prompt's last context - max_new_tokens tokens
     with pytest.raises(KoGPT2Error, match="context"):
         generate("나는", model=tiny_model_dir, max_new_tokens=128)
 
@@ -310,8 +288,18 @@ def test_backend_errors(tmp_path, tiny_model_dir, monkeypatch):
 
 @pytest.mark.parametrize("dtype", ["bf16", "int8"])
 def test_torch_low_precision_backends_generate(tiny_model_dir, dtype):
-    text = generate("나는 어두운 숲", model=tiny_model_dir, dtype=dtype, do_sample=False, max_new_tokens=8)
-    assert isinstance(text, str) and text
+    dec = load_decoder(tiny_model_dir, dtype=dtype)
+    if dtype == "bf16":
+        assert next(dec.model.parameters()).dtype == torch.bfloat16
+    else:
+        assert any("quantized" in type(m).__module__ for m in dec.model.modules())
+    rows: list[Row] = []
+    tok = load(tiny_model_dir)[1]
+    ids = encode_prompt(tok, "나는 어두운 숲", dec.context, 8)
+    cfg = SamplingConfig(do_sample=False, max_new_tokens=8, min_new_tokens=8)
+    for _ in decode_rows(dec, tok, [ids], [cfg], rows_out=rows):
+        pass
+    assert len(rows[0].tokens) == 8 and rows[0].finish_reason == "length"
 
 
 # ---------------------------------------------------------------------------- compatibility
@@ -370,7 +358,8 @@ def test_cli_generate_in_process(tiny_model_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--top-p", "1.5"], "top_p"), (["--temperature", "0"], "temperature"),
+    (["--top-p", "1.5"], "top_p"), (["--temperature", "-1"], "temperature"), (["--top-p", "nan"], "finite"),
+    (["--repetition-penalty", "1e-40"], "repetition_penalty"), (["--preset", "poetry"], "unknown sampling preset"),
     (["--greedy", "--top-k", "5"], "only apply to sampling"), (["--backend", "tensorrt"], "unknown backend"),
     (["--max-new-tokens", "500"], "context"), (["--model", "MISSING"], "missing|not found"),
 ])
@@ -384,3 +373,91 @@ def test_cli_generate_errors_are_one_line(tiny_model_dir, tmp_path, capsys, argv
     assert captured.out == ""
     err = captured.err.strip()
     assert err.startswith("error:") and "\n" not in err and __import__("re").search(words, err)
+
+
+# ---------------------------------------------------------------------------- the step-wise engine
+
+def _alone(dec, tok, ids, cfg) -> list[int]:
+    rows: list[Row] = []
+    for _ in decode_rows(dec, tok, [ids], [cfg], rows_out=rows, stream_text=False):
+        pass
+    return rows[0].tokens
+
+
+def test_rows_joining_mid_batch_get_the_same_greedy_tokens_as_alone(tiny_model_dir):
+    from kogpt2.generation.loop import DecodeBatch
+
+    dec, tok = load(tiny_model_dir)
+    cfg = SamplingConfig(max_new_tokens=12, do_sample=False)
+    prompts = [encode_prompt(tok, p, dec.context, 12) for p in ("나는 어두운 숲 속을", "오늘", "하늘이 맑고 바람이 분다")]
+    want = [_alone(dec, tok, p, cfg) for p in prompts]
+    batch = DecodeBatch(dec, tok)
+    first = batch.add_rows([prompts[0]], [cfg])
+    for _ in range(3):
+        batch.step()
+    second = batch.add_rows([prompts[1]], [cfg])  # joins a running batch with a shorter prompt
+    batch.step()
+    third = batch.add_rows([prompts[2]], [cfg])  # and a longer one
+    assert len(batch) == 3
+    batch.step()
+    # every row attends to exactly its own cached tokens: padding of the joined cache is masked
+    cached = [len(r.prompt_ids) + len(r.tokens) - 1 for r in batch.rows]
+    assert batch.mask.sum(-1).tolist() == cached and batch.mask.shape[1] >= max(cached)
+    while not batch.done:
+        batch.step()
+    assert [r.tokens for r in first + second + third] == want
+    assert all(r.finish_reason == "length" for r in first + second + third)
+
+
+def test_a_removed_row_frees_its_slot_at_once(tiny_model_dir):
+    from kogpt2.generation.loop import DecodeBatch
+
+    dec, tok = load(tiny_model_dir)
+    cfg = SamplingConfig(max_new_tokens=10, do_sample=False)
+    prompts = [encode_prompt(tok, p, dec.context, 10) for p in ("나는", "숲 속을", "하늘이")]
+    batch = DecodeBatch(dec, tok)
+    rows = batch.add_rows(prompts, [cfg] * 3)
+    batch.step()
+    batch.step()
+    batch.remove_row(rows[1])
+    assert rows[1].done and rows[1].finish_reason == "cancelled" and len(batch.rows) == 2
+    assert batch.past.layers[0].keys.shape[0] == 2 and batch.mask.shape[0] == 2  # the cache row is gone
+    while not batch.done:
+        batch.step()
+    assert [rows[0].tokens, rows[2].tokens] == [_alone(dec, tok, prompts[0], cfg), _alone(dec, tok, prompts[2], cfg)]
+    assert batch.step() == [] and batch.past is None
+
+
+def test_min_new_tokens_masks_eos_in_sampling_and_greedy(tiny_tokenizer):
+    dec = ScriptDecoder([EOS], len(tiny_tokenizer))  # the model always wants to stop
+    for do_sample in (True, False):
+        rows: list[Row] = []
+        cfg = SamplingConfig(max_new_tokens=10, min_new_tokens=5, do_sample=do_sample, seed=0)
+        for _ in decode_rows(dec, tiny_tokenizer, [[10]], [cfg], rows_out=rows):
+            pass
+        assert len(rows[0].tokens) == 5 and EOS not in rows[0].tokens and rows[0].finish_reason == "eos"
+    assert generate("시작", model=dec, tokenizer=tiny_tokenizer, max_new_tokens=10) == ""  # min 0: stops at once
+
+
+def test_min_new_tokens_holds_in_beam_search(tiny_tokenizer):
+    a, b = tokens_of(tiny_tokenizer, "숲")[0], tokens_of(tiny_tokenizer, "나")[0]
+    logits = torch.zeros(len(tiny_tokenizer))
+    logits[EOS], logits[a], logits[b] = 10.0, 5.0, 4.0  # eos is always the best continuation
+    dec = FixedDecoder(logits)
+    out = generate("시작", model=dec, tokenizer=tiny_tokenizer, do_sample=False, num_beams=2, num_return_sequences=2,
+                   max_new_tokens=8, min_new_tokens=4)
+    assert len(out) == 2 and all(len(t) >= 4 and set(t) <= {"숲", "나"} for t in out)
+    assert generate("시작", model=dec, tokenizer=tiny_tokenizer, do_sample=False, num_beams=2,
+                    max_new_tokens=8) == ""
+
+
+def test_banned_tokens_are_never_generated(tiny_tokenizer):
+    target = tokens_of(tiny_tokenizer, "숲")[0]
+    name = tiny_tokenizer.convert_ids_to_tokens(target)
+    dec = ScriptDecoder([target], len(tiny_tokenizer))
+    rows: list[Row] = []
+    cfg = SamplingConfig(max_new_tokens=30, banned_tokens=[name], seed=0, min_new_tokens=30)
+    for _ in decode_rows(dec, tiny_tokenizer, [[10]], [cfg], rows_out=rows):
+        pass
+    assert target not in rows[0].tokens and len(rows[0].tokens) == 30
+    assert _alone(dec, tiny_tokenizer, [10], cfg.replace(banned_tokens=[], do_sample=False)) == [target] * 30

@@ -1,4 +1,4 @@
-"""ONNX Runtime backend: runs a ``kogpt2 export onnx`` directory through the same sampler.
+"""ONNX Runtime backend: runs a ``kogpt2 export onnx`` directory through the same decoding loop.
 
 A plain HF directory given with ``--backend onnx`` is exported once into a cache
 (``$KOGPT2_CACHE`` or ``~/.cache/kogpt2/onnx/<hash>``) and reused.
@@ -10,16 +10,17 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from kogpt2.backends import Decoder
+from kogpt2.devices import default_threads
 from kogpt2.errors import KoGPT2Error
 from kogpt2.export import EXPORT_FORMAT, ONNX_FILE, ONNX_INT8_FILE, export_format, export_onnx, io_names, quantize_int8
+from kogpt2.generation.decoder import Decoder
+from kogpt2.model_info import context_length
+from kogpt2.paths import resolve_model_dir
 
-INTRA_OP_THREADS = 2  # batch-1 decoding is memory bound; 2 threads saturate this machine's bandwidth
 INITIAL_ROOM = 128  # cache slots beyond the prompt allocated at the first step (then doubled as needed)
 
 
@@ -35,9 +36,7 @@ def cache_dir(model_dir: Path) -> Path:
 
 def ready_onnx_dir(path: str | Path | None, dtype: str = "fp32") -> Path | None:
     """The directory holding a ready ONNX file for ``dtype`` (``path`` itself or its cache), or None."""
-    from kogpt2.backends import _model_dir
-
-    p = _model_dir(path)
+    p = resolve_model_dir(path)
     file = ONNX_INT8_FILE if dtype == "int8" else ONNX_FILE
     for d in (p, cache_dir(p)):
         if (d / file).is_file():
@@ -47,9 +46,7 @@ def ready_onnx_dir(path: str | Path | None, dtype: str = "fp32") -> Path | None:
 
 def resolve_onnx_dir(path: str | Path | None, dtype: str) -> Path:
     """An export directory holding the ONNX file for ``dtype``; exports/quantizes when needed."""
-    from kogpt2.backends import _model_dir
-
-    p = _model_dir(path)
+    p = resolve_model_dir(path)
     if not p.is_dir():
         raise KoGPT2Error(f"model directory not found: {p}")
     file = ONNX_INT8_FILE if dtype == "int8" else ONNX_FILE
@@ -136,24 +133,24 @@ class OnnxDecoder(Decoder):
             raise KoGPT2Error(f"{onnx_path} was exported by an older kogpt2; export it again: "
                               f"kogpt2 export onnx MODEL_DIR {self.model_dir}")
         cfg = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
-        self.context = int(cfg.get("n_positions") or cfg.get("max_position_embeddings"))
+        self.context = context_length(cfg)
         self.vocab_size = int(cfg["vocab_size"])
         self.n_layer, self.n_head = int(cfg["n_layer"]), int(cfg["n_head"])
         self.head_dim = int(cfg["n_embd"]) // self.n_head
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or INTRA_OP_THREADS
+        opts.intra_op_num_threads = threads or default_threads(onnx=True)
         opts.inter_op_num_threads = 1
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.input_names, self.output_names = io_names(self.n_layer)
 
     @classmethod
-    def from_dir(cls, path: str | Path | None, dtype: str = "fp32") -> "OnnxDecoder":
+    def from_dir(cls, path: str | Path | None, dtype: str = "fp32", threads: int | None = None) -> "OnnxDecoder":
         """Open ``model.onnx`` / ``model_int8.onnx`` of an export (or auto-export a HF directory)."""
         if dtype == "bf16":
             raise KoGPT2Error("--backend onnx runs fp32 or int8; use --backend torch for bf16")
         d = resolve_onnx_dir(path, dtype)
-        return cls(d / (ONNX_INT8_FILE if dtype == "int8" else ONNX_FILE))
+        return cls(d / (ONNX_INT8_FILE if dtype == "int8" else ONNX_FILE), threads=threads)
 
     def forward_step(self, input_ids, past, attention_mask, position_ids):
         import onnxruntime as ort
@@ -186,4 +183,3 @@ class OnnxDecoder(Decoder):
 
     def join(self, past, other):
         return past.join(other)
-

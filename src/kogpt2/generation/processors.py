@@ -1,0 +1,179 @@
+"""Logits processing shared by sampling and beam search.
+
+Two stages, in Hugging Face's order:
+  * constraints (:func:`apply_constraints`, sampling and beam search alike): repetition penalty,
+    n-gram bans, banned tokens, and ``</s>`` masked until ``min_new_tokens``;
+  * sampling filters (:func:`apply_sampling`): temperature, top-k, top-p, typical-p, min-p;
+then :func:`choose` takes each row's token. Every tensor is made on the scores' device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable, Protocol, Sequence
+
+import torch
+
+from kogpt2.generation.config import SamplingConfig
+
+LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""HF-style hook ``fn(input_ids (B, S), scores (B, V)) -> scores``."""
+
+
+class NgramIndex:
+    """The n-grams of one sequence, to ban the token that would repeat one (``no_repeat_ngram_size``)."""
+
+    def __init__(self, n: int, seq: Sequence[int]):
+        self.n = n
+        self.seq: list[int] = []
+        self.next: dict[tuple[int, ...], set[int]] = {}
+        for t in seq:
+            self.append(t)
+
+    def append(self, token: int) -> None:
+        self.seq.append(token)
+        if len(self.seq) >= self.n:
+            gram = self.seq[-self.n:]
+            self.next.setdefault(tuple(gram[:-1]), set()).add(gram[-1])
+
+    def banned(self) -> set[int]:
+        """Tokens that would complete an n-gram already in the sequence."""
+        if len(self.seq) < self.n - 1:
+            return set()
+        return self.next.get(tuple(self.seq[len(self.seq) - self.n + 1:]), set())
+
+    def copy(self) -> "NgramIndex":
+        new = NgramIndex.__new__(NgramIndex)
+        new.n, new.seq = self.n, list(self.seq)
+        new.next = {k: set(v) for k, v in self.next.items()}
+        return new
+
+
+class Constrained(Protocol):
+    """What :func:`apply_constraints` reads of a row (a sampled row or a beam)."""
+
+    config: SamplingConfig
+    banned_ids: list[int]
+    ngrams: NgramIndex | None
+
+    @property
+    def n_generated(self) -> int: ...
+
+
+def banned_ids(tokenizer: Any, tokens: Iterable[str]) -> list[int]:
+    """Ids of ``tokens`` that are in the vocabulary (others cannot be generated anyway)."""
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    return sorted({vocab[t] for t in tokens if t in vocab})
+
+
+def seen_mask(prompts: Sequence[Sequence[int]], vocab_size: int, device: torch.device) -> torch.Tensor:
+    """(B, V) bool: which tokens each row's prompt holds (for the repetition penalty)."""
+    seen = torch.zeros((len(prompts), vocab_size), dtype=torch.bool, device=device)
+    for i, p in enumerate(prompts):
+        seen[i, torch.tensor(list(p), dtype=torch.long, device=device)] = True
+    return seen
+
+
+def apply_constraints(scores: torch.Tensor, rows: Sequence[Constrained], seen: torch.Tensor | None,
+                      eos_id: int) -> torch.Tensor:
+    """Repetition penalty, n-gram bans, banned tokens, ``</s>`` before ``min_new_tokens``.
+
+    Args:
+        scores: (B, V) logits or log-probabilities (the penalty divides positive scores and
+            multiplies negative ones, as CTRL and HF do).
+        rows: one per score row.
+        seen: (B, V) tokens already in each row, or None when no row has a penalty.
+        eos_id: the ``</s>`` id.
+    """
+    cfgs = [r.config for r in rows]
+    if seen is not None and any(c.repetition_penalty != 1 for c in cfgs):
+        pen = torch.tensor([c.repetition_penalty for c in cfgs], device=scores.device, dtype=scores.dtype)[:, None]
+        scores = torch.where(seen, torch.where(scores > 0, scores / pen, scores * pen), scores)
+    for i, r in enumerate(rows):
+        masked = list(r.banned_ids)
+        if r.ngrams is not None:
+            masked += r.ngrams.banned()
+        if r.n_generated < r.config.eos_blocked_until:
+            masked.append(eos_id)
+        if masked:
+            scores[i, masked] = -math.inf
+    return scores
+
+
+def apply_sampling(logits: torch.Tensor, cfgs: Sequence[SamplingConfig]) -> torch.Tensor:
+    """Temperature, top-k, top-p, typical-p, min-p for the sampling rows (greedy rows untouched)."""
+    if not any(c.do_sample for c in cfgs):
+        return logits
+    dev = logits.device
+
+    def column(values: list[float]) -> torch.Tensor:
+        return torch.tensor(values, device=dev, dtype=logits.dtype)[:, None]
+
+    logits = logits / column([c.temperature if c.do_sample else 1.0 for c in cfgs])
+    if any(c.do_sample and c.top_k for c in cfgs):
+        logits = top_k(logits, torch.tensor([c.top_k if c.do_sample else 0 for c in cfgs], device=dev))
+    if any(c.do_sample and c.top_p < 1 for c in cfgs):
+        logits = top_p(logits, column([c.top_p if c.do_sample else 1.0 for c in cfgs]))
+    if any(c.do_sample and c.typical_p < 1 for c in cfgs):
+        logits = typical_p(logits, column([c.typical_p if c.do_sample else 1.0 for c in cfgs]))
+    if any(c.do_sample and c.min_p > 0 for c in cfgs):
+        probs = logits.softmax(-1)
+        floor = column([c.min_p if c.do_sample else 0.0 for c in cfgs]) * probs.max(-1, keepdim=True).values
+        logits = logits.masked_fill(probs < floor, -math.inf)
+    return logits
+
+
+def top_k(logits: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Keep each row's k largest logits (k: (B,), 0 = all; k above the vocabulary = all)."""
+    V = logits.shape[-1]
+    k = k.clamp(0, V)
+    top = logits.topk(int(k.max()), dim=-1).values  # (B, kmax)
+    kth = top.gather(1, (k.clamp(1, top.shape[-1]) - 1)[:, None])  # (B, 1)
+    return logits.masked_fill((k[:, None] > 0) & (logits < kth), -math.inf)
+
+
+def top_p(logits: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Keep the most likely tokens whose mass before them is < p (p: (B, 1)); the top token always stays."""
+    sorted_logits, idx = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    before = probs.cumsum(-1) - probs  # mass of the strictly more likely tokens
+    remove_sorted = before >= p
+    remove_sorted[:, 0] = False
+    remove = remove_sorted.scatter(1, idx, remove_sorted)
+    return logits.masked_fill(remove, -math.inf)
+
+
+def typical_p(logits: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
+    """Locally typical sampling (Meister et al. 2022): keep tokens closest to the entropy."""
+    logp = logits.log_softmax(-1)
+    p = logp.exp()
+    ent = -(p * logp).nan_to_num().sum(-1, keepdim=True)  # (B, 1)
+    dist = (-logp - ent).abs()
+    sorted_dist, idx = dist.sort(dim=-1)
+    sorted_p = p.gather(1, idx)
+    before = sorted_p.cumsum(-1) - sorted_p
+    remove_sorted = (before >= mass) & (sorted_dist > sorted_dist[:, :1])
+    remove = remove_sorted.scatter(1, idx, remove_sorted)
+    return logits.masked_fill(remove, -math.inf)
+
+
+def choose(logits: torch.Tensor, cfgs: Sequence[SamplingConfig],
+           generators: Sequence[torch.Generator | None]) -> list[int]:
+    """Greedy argmax, or a draw from each sampling row's own (CPU) generator.
+
+    NOTE: probabilities are drawn on the CPU so a seed gives the same text on any device.
+    """
+    out = logits.argmax(-1).tolist()
+    if any(c.do_sample for c in cfgs):
+        probs = logits.float().softmax(-1).cpu()
+        for i, (c, g) in enumerate(zip(cfgs, generators)):
+            if c.do_sample:
+                out[i] = int(torch.multinomial(probs[i], 1, generator=g))
+    return out
+
+
+def run_hooks(hooks: Sequence[LogitsProcessor], input_ids: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:
+    """Apply user hooks in order."""
+    for hook in hooks:
+        scores = hook(input_ids, scores)
+    return scores
