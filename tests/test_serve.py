@@ -439,12 +439,12 @@ def test_escaped_text_is_fine(client):
 
 
 def test_value_errors_in_validation_are_422(client, monkeypatch):
-    import kogpt2.sampling
+    import kogpt2.generation.api
 
-    def refuse(**kwargs):
+    def refuse(*args, **kwargs):
         raise ValueError("top_k is too large")
 
-    monkeypatch.setattr(kogpt2.sampling, "SamplingConfig", refuse)
+    monkeypatch.setattr(kogpt2.generation.api, "config_for", refuse)
     r = client.post("/v1/completions", json={"prompt": "가"})
     assert r.status_code == 422 and "top_k" in r.json()["error"]["message"]
 
