@@ -541,7 +541,7 @@ def test_chat_uses_the_chat_adapter(tiny_model_dir, chat_adapter_dir, client):
         assert c.get("/health").json()["chat_adapter"] is True
     prompt = render_chat([("user", "오늘 날씨 어때")])
     merged, tok = load_chat_model(tiny_model_dir, chat_adapter_dir)
-    assert served == generate(prompt, merged, tok, max_new_tokens=12, do_sample=False)
+    assert served == generate(prompt, merged, tok, preset="chat", max_new_tokens=12, do_sample=False)
     base = client.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
     assert served != base  # the adapter changes the answer
     assert plain["choices"][0]["text"] == generate("하늘", tiny_model_dir, max_new_tokens=12, do_sample=False)
@@ -628,7 +628,8 @@ def test_kogpt2_serve_end_to_end(tiny_model_dir, chat_adapter_dir):
         from kogpt2.chat import load_chat_model
 
         merged, tok = load_chat_model(tiny_model_dir, chat_adapter_dir)
-        want = generate(render_chat([("user", "오늘 날씨 어때")]), merged, tok, max_new_tokens=12, do_sample=False)
+        want = generate(render_chat([("user", "오늘 날씨 어때")]), merged, tok, preset="chat", max_new_tokens=12,
+                        do_sample=False)
         assert chat.json()["choices"][0]["message"]["content"] == want
         probes = [httpx.post(base + "/v1/completions", content=b'{"prompt": "\\ud800 abc"}', headers=key),
                   httpx.post(base + "/v1/completions", content=b'{"prompt": "\xed\xa0\x80"}', headers=key),
