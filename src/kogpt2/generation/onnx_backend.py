@@ -112,3 +112,6 @@ class OnnxDecoder(Decoder):
         pairs = join_pairs([(torch.from_numpy(k), torch.from_numpy(v)) for k, v in zip(past[::2], past[1::2])],
                            [(torch.from_numpy(k), torch.from_numpy(v)) for k, v in zip(other[::2], other[1::2])])
         return [t.numpy() for kv in pairs for t in kv]
+
+    def trim(self, past, start):
+        return [np.ascontiguousarray(p[:, :, start:]) for p in past]  # (B, H, S, D)

@@ -18,8 +18,9 @@ finish with their text intact.
 
 NOTE: after a recovery, a resumed sampling row draws from a fresh generator, and a stop sequence
 straddling the moment of the failure is not detected. Rows that join pad the shared cache on the
-left; the worker stops admitting rows once that cache is wider than the model's context and
-lets the batch drain, which bounds the padding.
+left; the engine cuts that padding off when the rows that needed it leave (``Decoder.trim``).
+With a decoder that cannot cut its cache, the worker stops admitting rows once the cache is
+wider than the model's context and lets the batch drain, which bounds the padding.
 """
 
 from __future__ import annotations
