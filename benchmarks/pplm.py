@@ -5,28 +5,34 @@ sample has an unsteered twin). Modes: unsteered, bag of words (``--bow``), and, 
 discriminator, steering to positive and to negative. Measured per mode:
 
   * relevance: BoW = share of samples containing a topic word at a word start;
-    discriminator = mean P(positive) of prompt + continuation under the judge
-    (``--judge`` = a ``kogpt2 finetune sentiment`` head; default: the steering
-    discriminator itself, which is optimistic: it is the model being optimised);
+    discriminator = mean P(positive) of prompt + continuation under the judge, a model that
+    is not the steering discriminator: ``--judge tfidf`` (default) = character 1-4-gram
+    TF-IDF + logistic regression (``benchmarks/tfidf.py``) fitted in this run on a seeded
+    sample of NSMC train, its accuracy on NSMC test printed; ``--judge bundled|DIR`` = a
+    ``kogpt2 finetune sentiment`` head. The steering discriminator's own P(positive) is shown
+    beside it (``disc``; optimistic: it is the model being optimised);
   * fluency: bits/char of the continuations under the unsteered model
     (``kogpt2.evaluate.bits_per_char``; each continuation scored as its own document);
   * diversity: Dist-1/2/3, distinct word n-grams / all word n-grams over the mode's samples;
   * speed: generated tokens per second (batch = all prompts of one sample index).
 
     python benchmarks/pplm.py                                    # bundled model, BoW only
-    python benchmarks/pplm.py --discrim sentiment --judge bundled       # the shipped discriminator and head
+    python benchmarks/pplm.py --discrim sentiment                       # the shipped discriminator, TF-IDF judge
+    python benchmarks/pplm.py --discrim sentiment --judge bundled       # judged by the shipped sentiment head
     python benchmarks/pplm.py --model runs/mini --discrim runs/discrim --judge runs/sent
     python benchmarks/pplm.py --model runs/mini --nsmc ../shared/data/nsmc/ratings_train.txt  # trains a discriminator
     python benchmarks/pplm.py --model DIR --prompts 4 --samples 1 --max-new-tokens 20    # a quick look
 
-Target (issue 7): sentiment steering moves mean P(positive) to >= 0.75 (<= 0.25 for negative)
+Target (issues 7, 14): sentiment steering moves mean P(positive) to >= 0.75 (<= 0.25 for negative)
 from ~0.5 unsteered, at a fluency cost <= 15% in bits/char. Last line:
-``RESULT bow_relevance=<> bow_relevance_ref=<> p_pos=<> p_neg=<> p_ref=<> bpc_ratio=<> speed_ratio=<>``.
+``RESULT bow_relevance=<> bow_relevance_ref=<> p_pos=<> p_neg=<> p_ref=<> bpc_ratio=<> speed_ratio=<>
+judge=<> judge_acc=<>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import re
 import tempfile
 import time
@@ -34,6 +40,7 @@ from pathlib import Path
 
 import torch
 
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nsmc"
 PROMPTS = [
     "오늘 아침에", "그 영화를 보고 나서", "우리 동네에는", "어제 친구와 함께", "창밖을 바라보니",
     "이 이야기는", "할머니께서 말씀하시길", "그날 밤", "회사에 도착하자", "주말에는",
@@ -78,6 +85,35 @@ def bpc(model, tok, texts: list[str]) -> float:
     return bits_per_char(model, tok, [t.strip() for t in texts if t.strip()]).bpc
 
 
+def make_judge(args: argparse.Namespace):
+    """(texts -> P(positive) array, accuracy on the NSMC test slice) of the judge ``args.judge``."""
+    from kogpt2.sentiment import read_nsmc
+
+    te_texts, te_labels, _ = read_nsmc(args.judge_test)
+    te_texts, te_labels = te_texts[:args.judge_test_examples], te_labels[:args.judge_test_examples]
+    start = time.perf_counter()
+    if args.judge == "tfidf":
+        from tfidf import fit_tfidf
+
+        texts, labels, _ = read_nsmc(args.judge_train)
+        keep = range(len(texts))
+        if 0 < args.judge_examples < len(texts):
+            keep = sorted(random.Random(0).sample(keep, args.judge_examples))
+        tfidf = fit_tfidf([texts[i] for i in keep], [labels[i] for i in keep])
+        judge, acc = tfidf.p_positive, tfidf.accuracy(te_texts, te_labels)
+        what = f"TF-IDF char 1-4 + LR on {len(keep)} NSMC train reviews (seed 0)"
+    else:
+        from kogpt2.sentiment import accuracy, load_classifier
+
+        clf = load_classifier(None if args.judge == "bundled" else args.judge)
+        pos = list(clf.labels).index("positive")
+        judge, acc = (lambda t: clf.predict_proba(t)[:, pos]), accuracy(clf, te_texts, te_labels)  # noqa: E731
+        what = f"sentiment head {args.judge}"
+    print(f"judge: {what}: accuracy {acc:.4f} on the first {len(te_texts)} NSMC test reviews "
+          f"({time.perf_counter() - start:.0f} s)")
+    return judge, acc
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", help="model directory (default: the bundled kogpt2-small)")
@@ -85,8 +121,14 @@ def main() -> None:
     p.add_argument("--discrim", help="a discriminator directory (kogpt2 pplm train-discrim)")
     p.add_argument("--nsmc", help="train a discriminator on this NSMC file first (when no --discrim)")
     p.add_argument("--discrim-examples", type=int, default=4000, help="examples for --nsmc training")
-    p.add_argument("--judge", help="a sentiment head (kogpt2 finetune sentiment) to judge P(positive); "
-                   "`bundled` = the shipped one")
+    p.add_argument("--judge", default="tfidf", help="what judges P(positive): `tfidf` (default; character "
+                   "TF-IDF + logistic regression fitted on --judge-train), `bundled` (the shipped sentiment head) "
+                   "or a `kogpt2 finetune sentiment` directory")
+    p.add_argument("--judge-train", default=str(SHARED / "ratings_train.txt"), help="NSMC train file for --judge tfidf")
+    p.add_argument("--judge-test", default=str(SHARED / "ratings_test.txt"), help="NSMC test file: judge accuracy")
+    p.add_argument("--judge-examples", type=int, default=50000,
+                   help="seeded random sample of --judge-train to fit the TF-IDF judge on (default 50000; 0 = all)")
+    p.add_argument("--judge-test-examples", type=int, default=5000, help="first N test reviews for its accuracy")
     p.add_argument("--prompts", type=int, default=20, help="how many of the 20 prompts")
     p.add_argument("--samples", type=int, default=3)
     p.add_argument("--max-new-tokens", type=int, default=40)
@@ -103,7 +145,6 @@ def main() -> None:
 
     from kogpt2 import pplm
     from kogpt2.generation import api
-    from kogpt2.commands.pplm import DISCRIM_DEFAULTS
     from kogpt2.pplm_discrim import read_labelled, train_discriminator
 
     decoder, tok = api.load(args.model)
@@ -132,38 +173,37 @@ def main() -> None:
                                 max_examples=args.discrim_examples)
         print(f"discriminator: {r.train_examples} train / {r.valid_examples} held out, "
               f"accuracy {r.train_accuracy:.3f} / {r.valid_accuracy:.3f}")
+    judge_acc = float("nan")
     if discrim:
-        if args.judge:
-            from kogpt2.sentiment import load_classifier
+        judge, judge_acc = make_judge(args)
+        from kogpt2.pplm_discrim import Discriminator, mean_hidden_states
 
-            clf = load_classifier(None if args.judge == "bundled" else args.judge)
-            judge = lambda texts: clf.predict_proba(texts)[:, list(clf.labels).index("positive")]  # noqa: E731
-        else:
-            from kogpt2.pplm_discrim import Discriminator, mean_hidden_states
-
-            head = Discriminator.load(discrim)
-            judge = lambda texts: head(mean_hidden_states(model, tok, texts)).softmax(-1)[:, 1]  # noqa: E731
+        head = Discriminator.load(discrim)
+        own = lambda texts: head(mean_hidden_states(model, tok, texts)).softmax(-1)[:, 1]  # noqa: E731
         full = [pr for pr in prompts for _ in range(args.samples)]
         for label in ("positive", "negative"):
-            strength = dict(DISCRIM_DEFAULTS)
+            strength = dict(pplm.DISCRIM_DEFAULTS)
             strength.update({k: v for k, v in vars(args).items() if v is not None and k in (
                 "stepsize", "num_iterations", "gamma", "kl_scale", "gm_scale", "window_length", "horizon_length")})
             cfg = pplm.PPLMConfig(**strength)
             measure(f"discrim {label}", pplm.PPLMDecoder(model, pplm.load_discriminator(discrim, label), cfg))
         with torch.no_grad():
             for name in ("unsteered", "discrim positive", "discrim negative"):
-                rows[name]["p_pos"] = float(judge([a + b for a, b in zip(full, rows[name]["texts"])]).mean())
+                texts = [a + b for a, b in zip(full, rows[name]["texts"])]
+                rows[name]["p_pos"] = float(judge(texts).mean())
+                rows[name]["disc"] = float(own(texts).mean())
 
     ref = rows["unsteered"]
     print(f"\n{len(prompts)} prompts x {args.samples} samples, {args.max_new_tokens} new tokens, "
           f"model {args.model or 'bundled'}, discriminator strength {strength if discrim else '-'}, "
           f"bow strength stepsize={bow_config.stepsize} iterations={bow_config.num_iterations}")
-    print(f"{'mode':<18} {'relevance':>9} {'P(pos)':>7} {'bpc':>6} {'bpc/ref':>7} {'dist1':>6} {'dist2':>6} "
+    print(f"{'mode':<18} {'relevance':>9} {'P(pos)':>7} {'disc':>6} {'bpc':>6} {'bpc/ref':>7} {'dist1':>6} {'dist2':>6} "
           f"{'dist3':>6} {'tok/s':>7} {'speed/ref':>9}")
     for name, r in rows.items():
         rel = f"{r['relevance']:.2f}" if "relevance" in r else "-"
         pp = f"{r['p_pos']:.3f}" if "p_pos" in r else "-"
-        print(f"{name:<18} {rel:>9} {pp:>7} {r['bpc']:>6.3f} {r['bpc'] / ref['bpc']:>7.3f} {r['dist1']:>6.3f} "
+        dp = f"{r['disc']:.3f}" if "disc" in r else "-"
+        print(f"{name:<18} {rel:>9} {pp:>7} {dp:>6} {r['bpc']:>6.3f} {r['bpc'] / ref['bpc']:>7.3f} {r['dist1']:>6.3f} "
               f"{r['dist2']:>6.3f} {r['dist3']:>6.3f} {r['tok_s']:>7.1f} {r['tok_s'] / ref['tok_s']:>9.3f}")
     for name, r in rows.items():
         print(f"\n[{name}] {prompts[0]}{r['texts'][0]}")
@@ -173,7 +213,8 @@ def main() -> None:
     slowest = min(r["tok_s"] for r in rows.values()) / ref["tok_s"]
     print(f"RESULT bow_relevance={b['relevance']:.3f} bow_relevance_ref={ref['relevance']:.3f} "
           f"p_pos={pos.get('p_pos', float('nan')):.3f} p_neg={neg.get('p_pos', float('nan')):.3f} "
-          f"p_ref={ref.get('p_pos', float('nan')):.3f} bpc_ratio={worst:.3f} speed_ratio={slowest:.3f}")
+          f"p_ref={ref.get('p_pos', float('nan')):.3f} bpc_ratio={worst:.3f} speed_ratio={slowest:.3f} "
+          f"judge={args.judge if discrim else '-'} judge_acc={judge_acc:.4f}")
 
 
 if __name__ == "__main__":

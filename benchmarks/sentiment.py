@@ -30,14 +30,10 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nsmc"
 
 def tfidf_accuracy(train_texts: list[str], train_labels: list[int], test_texts: list[str],
                    test_labels: list[int]) -> float:
-    """Character 1-4-gram TF-IDF (within word boundaries) + logistic regression."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+    """Accuracy of the character TF-IDF + logistic-regression baseline (``benchmarks/tfidf.py``)."""
+    from tfidf import fit_tfidf
 
-    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), min_df=2, sublinear_tf=True, max_features=300_000)
-    x = vec.fit_transform(train_texts)
-    clf = LogisticRegression(C=4.0, max_iter=2000).fit(x, train_labels)
-    return float((clf.predict(vec.transform(test_texts)) == test_labels).mean())
+    return fit_tfidf(train_texts, train_labels).accuracy(test_texts, test_labels)
 
 
 def head_training_reviews(head: Path, texts: list[str], labels: list[int]) -> tuple[list[str], list[int]]:

@@ -189,6 +189,14 @@ def test_discriminator_steering_lowers_its_loss(model, discrim_dir):
         pplm.load_discriminator(discrim_dir[0], "neutral")
 
 
+def test_a_discriminator_gets_its_own_default_strength(model, discrim_dir, tiny_tokenizer):
+    decoder, tok = model
+    steer, _ = pplm.steering_decoder(decoder.model, pplm.load_discriminator(discrim_dir[0], "positive"), None, tok)
+    assert steer.config == pplm.PPLMConfig(**pplm.DISCRIM_DEFAULTS)
+    steer, _ = pplm.steering_decoder(steer, pplm.load_bow("공포", tok))
+    assert steer.config == pplm.PPLMConfig()
+
+
 # ---------------------------------------------------------------------------- the command
 
 def test_cli_jsonl_shape(tiny_model_dir, tmp_path, capsys):

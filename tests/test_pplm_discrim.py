@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kogpt2.errors import KoGPT2Error
-from kogpt2.pplm_discrim import CLASSES, Discriminator, accuracy, balanced_sample, fit_head
+from kogpt2.pplm_discrim import CLASSES, Discriminator, accuracy, balanced_sample, fit_head, mean_hidden_states
 
 
 def test_balanced_sample_takes_both_labels_evenly_and_is_seeded():
@@ -37,3 +37,14 @@ def test_save_and_load_round_trip_with_metadata(tmp_path):
     torch.testing.assert_close(again(x), head(x))
     with pytest.raises(KoGPT2Error, match="not a discriminator directory"):
         Discriminator.load(tmp_path)
+
+
+def test_features_keep_text_order_across_length_sorted_batches(tiny_model_dir):
+    from kogpt2.generation import api
+
+    decoder, tok = api.load(str(tiny_model_dir))
+    texts = ["아주 길고 길어서 여러 토큰이 되는 문장입니다 정말로", "짧다", "중간 길이의 문장", "좋아"]
+    batched = mean_hidden_states(decoder.model, tok, texts, batch_size=2)
+    alone = torch.cat([mean_hidden_states(decoder.model, tok, [t]) for t in texts])
+    torch.testing.assert_close(batched, alone, atol=1e-4, rtol=1e-4)
+    assert mean_hidden_states(decoder.model, tok, []).shape == (0, decoder.model.config.hidden_size)

@@ -418,9 +418,7 @@ def test_tiny_temperature_does_not_fail_its_neighbour(client, tiny_model_dir):
     assert rs[0].status_code == 200
     assert rs[0].json()["choices"][0]["text"] == generate("나는 어두운 숲 속을", tiny_model_dir, max_new_tokens=20,
                                                          do_sample=False)
-    # NOTE: 200 or 422 once the sampling config sanitises such values (issue 18, generation side);
-    # until then the sampler crashes on it, and only its own request fails, in OpenAI's error shape.
-    assert rs[1].status_code in (200, 422) or rs[1].json()["error"]["code"] == "generation_failed", rs[1].text
+    assert rs[1].status_code == 200, rs[1].text  # sanitised: a temperature below 1e-4 decodes greedily
 
 
 @pytest.mark.parametrize("raw", [b'{"prompt": "\\ud800 abc"}', b'{"prompt": "\xed\xa0\x80 abc"}',
@@ -439,12 +437,12 @@ def test_escaped_text_is_fine(client):
 
 
 def test_value_errors_in_validation_are_422(client, monkeypatch):
-    import kogpt2.sampling
+    import kogpt2.generation.api
 
-    def refuse(**kwargs):
+    def refuse(*args, **kwargs):
         raise ValueError("top_k is too large")
 
-    monkeypatch.setattr(kogpt2.sampling, "SamplingConfig", refuse)
+    monkeypatch.setattr(kogpt2.generation.api, "config_for", refuse)
     r = client.post("/v1/completions", json={"prompt": "가"})
     assert r.status_code == 422 and "top_k" in r.json()["error"]["message"]
 

@@ -23,15 +23,13 @@ from kogpt2.errors import KoGPT2Error
 
 PPLM_FLAGS = ("stepsize", "num_iterations", "window_length", "horizon_length", "gamma", "kl_scale",
               "gm_scale", "grad_length")
-# NOTE: the PPLM paper's discriminator examples use a larger step and gamma 1 (reference README).
-DISCRIM_DEFAULTS = {"stepsize": 0.04, "gamma": 1.0, "num_iterations": 5}
 
 
 def add_pplm_arguments(parser: argparse.ArgumentParser) -> None:
     """PPLM strength flags (defaults: ``kogpt2.pplm.PPLMConfig``)."""
     g = parser.add_argument_group("PPLM strength")
-    g.add_argument("--stepsize", type=float, help="gradient step on the past (default 0.03; discrim 0.04)")
-    g.add_argument("--num-iterations", type=int, help="gradient steps per token (default 3; discrim 5)")
+    g.add_argument("--stepsize", type=float, help="gradient step on the past (default 0.03; discrim 0.3)")
+    g.add_argument("--num-iterations", type=int, help="gradient steps per token (default 3; discrim 3)")
     g.add_argument("--window-length", type=int, help="perturb only the last N positions, 0 = all (default 5)")
     g.add_argument("--horizon-length", type=int, help="discriminator look-ahead steps (default 1)")
     g.add_argument("--decay", action="store_true", help="decay the perturbation over the window")
@@ -43,7 +41,7 @@ def add_pplm_arguments(parser: argparse.ArgumentParser) -> None:
 
 def pplm_config(args: argparse.Namespace, discrim: bool = False):
     """A ``PPLMConfig`` from the flags."""
-    from kogpt2.pplm import PPLMConfig
+    from kogpt2.pplm import DISCRIM_DEFAULTS, PPLMConfig
 
     values = dict(DISCRIM_DEFAULTS) if discrim else {}
     values.update({n: getattr(args, n) for n in PPLM_FLAGS if getattr(args, n) is not None})

@@ -10,23 +10,26 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from kogpt2.devices import default_threads
 from kogpt2.errors import KoGPT2Error
-from kogpt2.export import ONNX_FILE, ONNX_INT8_FILE, export_onnx, io_names, quantize_int8
-from kogpt2.generation.decoder import Decoder, join_pairs
+from kogpt2.export import EXPORT_FORMAT, ONNX_FILE, ONNX_INT8_FILE, export_format, export_onnx, io_names, quantize_int8
+from kogpt2.generation.decoder import Decoder
 from kogpt2.model_info import context_length
 from kogpt2.paths import resolve_model_dir
 
+INITIAL_ROOM = 128  # cache slots beyond the prompt allocated at the first step (then doubled as needed)
+
 
 def cache_dir(model_dir: Path) -> Path:
-    """Where an auto-export of ``model_dir`` is kept (keyed by path, config and weight mtime)."""
+    """Where an auto-export of ``model_dir`` is kept (keyed by path, weight mtime, graph format)."""
     weights = model_dir / "model.safetensors"
     key = f"{model_dir.resolve()}|{weights.stat().st_mtime_ns if weights.is_file() else 0}"
+    if EXPORT_FORMAT > 1:  # NOTE: format 1 caches kept their original key; newer formats get new ones
+        key += f"|format{EXPORT_FORMAT}"
     root = Path(os.environ.get("KOGPT2_CACHE", Path.home() / ".cache" / "kogpt2"))
     return root / "onnx" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -63,8 +66,61 @@ def resolve_onnx_dir(path: str | Path | None, dtype: str) -> Path:
     return p
 
 
+class KVCache:
+    """Per-layer key/value buffers of an ONNX decoder, appended to in place.
+
+    Each buffer is a numpy array (B, H, capacity, D) wrapped, without a copy, in an
+    ``OrtValue`` that is bound both as the graph's ``past`` input and as its ``present``
+    output, so the attention kernel writes the new keys/values into the free slots and
+    nothing else is copied. Capacity grows by doubling (amortised, rare).
+    """
+
+    def __init__(self, buffers: list[np.ndarray], length: int):
+        import onnxruntime as ort
+
+        self.buffers = buffers
+        self.values = [ort.OrtValue.ortvalue_from_numpy(b) for b in buffers]
+        self.length = length  # filled slots (padding included)
+        self.binding = None  # the session's IOBinding with these buffers bound, made on first use
+
+    @classmethod
+    def empty(cls, n: int, batch: int, heads: int, capacity: int, head_dim: int) -> "KVCache":
+        """``n`` zeroed buffers of (batch, heads, capacity, head_dim)."""
+        return cls([np.zeros((batch, heads, capacity, head_dim), np.float32) for _ in range(n)], 0)
+
+    @property
+    def capacity(self) -> int:
+        return self.buffers[0].shape[2]
+
+    def grown(self, needed: int) -> "KVCache":
+        """This cache, or a copy with room for ``needed`` slots."""
+        if needed <= self.capacity:
+            return self
+        B, H, _, D = self.buffers[0].shape
+        bigger = KVCache.empty(len(self.buffers), B, H, max(needed, 2 * self.capacity), D)
+        for new, old in zip(bigger.buffers, self.buffers):
+            new[:, :, :self.length] = old[:, :, :self.length]
+        bigger.length = self.length
+        return bigger
+
+    def select(self, index: np.ndarray) -> "KVCache":
+        """A cache of the given batch rows (beam reordering, finished rows dropped)."""
+        return KVCache([np.ascontiguousarray(b[index]) for b in self.buffers], self.length)
+
+    def join(self, other: "KVCache") -> "KVCache":
+        """This cache's rows then ``other``'s; the shorter one left-padded (zeros) to the longer length."""
+        n = max(self.length, other.length)
+        B, H, _, D = self.buffers[0].shape
+        out = KVCache.empty(len(self.buffers), B + other.buffers[0].shape[0], H, n + INITIAL_ROOM, D)
+        for dst, a, b in zip(out.buffers, self.buffers, other.buffers):
+            dst[:B, :, n - self.length:n] = a[:, :, :self.length]
+            dst[B:, :, n - other.length:n] = b[:, :, :other.length]
+        out.length = n
+        return out
+
+
 class OnnxDecoder(Decoder):
-    """A ``Decoder`` over an ONNX Runtime session of the exported graph (past as numpy arrays)."""
+    """A ``Decoder`` over an ONNX Runtime session of the exported graph (past: a :class:`KVCache`)."""
 
     def __init__(self, onnx_path: str | Path, threads: int | None = None):
         try:
@@ -73,6 +129,9 @@ class OnnxDecoder(Decoder):
             raise KoGPT2Error("--backend onnx needs onnxruntime: pip install 'kogpt2[onnx]'") from e
         onnx_path = Path(onnx_path)
         self.model_dir = onnx_path.parent
+        if export_format(self.model_dir) != EXPORT_FORMAT:
+            raise KoGPT2Error(f"{onnx_path} was exported by an older kogpt2; export it again: "
+                              f"kogpt2 export onnx MODEL_DIR {self.model_dir}")
         cfg = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
         self.context = context_length(cfg)
         self.vocab_size = int(cfg["vocab_size"])
@@ -94,24 +153,33 @@ class OnnxDecoder(Decoder):
         return cls(d / (ONNX_INT8_FILE if dtype == "int8" else ONNX_FILE), threads=threads)
 
     def forward_step(self, input_ids, past, attention_mask, position_ids):
-        B = input_ids.shape[0]
+        import onnxruntime as ort
+
+        B, T = input_ids.shape
         if past is None:
-            empty = np.zeros((B, self.n_head, 0, self.head_dim), dtype=np.float32)
-            past = [empty] * (2 * self.n_layer)
-        feed: dict[str, Any] = {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy(),
-                                "position_ids": position_ids.numpy()}
-        feed.update(zip(self.input_names[3:], past))
-        logits, *present = self.session.run(None, feed)
-        return torch.from_numpy(logits[:, -1, :]), present
+            past = KVCache.empty(2 * self.n_layer, B, self.n_head, T + INITIAL_ROOM, self.head_dim)
+        if attention_mask.shape[1] != past.length + T:
+            raise ValueError(f"attention_mask covers {attention_mask.shape[1]} positions; the cache holds "
+                             f"{past.length} and {T} are new")
+        cache = past.grown(past.length + T)
+        io = cache.binding
+        if io is None:
+            io = cache.binding = self.session.io_binding()
+            for name, value in zip(self.input_names[3:], cache.values):
+                io.bind_ortvalue_input(name, value)
+            for name, value in zip(self.output_names[1:], cache.values):
+                io.bind_ortvalue_output(name, value)
+        io.bind_cpu_input("input_ids", input_ids.numpy())
+        io.bind_cpu_input("attention_mask", attention_mask.numpy())
+        io.bind_cpu_input("position_ids", position_ids.numpy())
+        logits = np.empty((B, 1, self.vocab_size), np.float32)  # fresh each step: the caller may keep it
+        io.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
+        self.session.run_with_iobinding(io)
+        cache.length += T
+        return torch.from_numpy(logits[:, 0, :]), cache
 
     def reorder(self, past, index):
-        idx = index.cpu().numpy()
-        return [p[idx] for p in past]
+        return past.select(index.cpu().numpy())
 
     def join(self, past, other):
-        pairs = join_pairs([(torch.from_numpy(k), torch.from_numpy(v)) for k, v in zip(past[::2], past[1::2])],
-                           [(torch.from_numpy(k), torch.from_numpy(v)) for k, v in zip(other[::2], other[1::2])])
-        return [t.numpy() for kv in pairs for t in kv]
-
-    def trim(self, past, start):
-        return [np.ascontiguousarray(p[:, :, start:]) for p in past]  # (B, H, S, D)
+        return past.join(other)
