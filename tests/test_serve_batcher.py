@@ -36,6 +36,9 @@ class SlowDecoder:
     def join(self, past, other):
         return self.inner.join(past, other)
 
+    def trim(self, past, start):
+        return self.inner.trim(past, start)
+
 
 @pytest.fixture(scope="module")
 def long_model_dir(tmp_path_factory, tiny_tokenizer):

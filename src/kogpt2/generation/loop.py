@@ -264,7 +264,8 @@ class DecodeBatch:
         start = int(self.mask.any(0).int().argmax())  # first column some row attends to
         if start == 0:
             return
-        past = self.decoder.trim(self.past, start)
+        trim = getattr(self.decoder, "trim", None)  # wrappers written before Decoder.trim lack it
+        past = None if trim is None else trim(self.past, start)
         if past is not None:
             self.past, self.mask = past, self.mask[:, start:]
 
