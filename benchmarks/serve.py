@@ -2,20 +2,23 @@
 
 Starts the server in this process (uvicorn on a free 127.0.0.1 port), fires a bounded number of
 completion requests (144 in all) at concurrency 1, 4 and 16, then restarts it with
-``max_batch=1`` (one request decoded at a time) and repeats concurrency 16. Every 8th request
+``max_batch=1`` (one request decoded at a time) and repeats concurrency 16. The concurrency-16
+runs also carry one long request (``--long-tokens``, sent first): with continuous batching the
+short requests join and leave the batch beside it instead of waiting for it. Every 8th request
 of each run is poisoned (a sampler-crashing ``temperature`` of 1e-300, or an invalid body): they
 share batches with the others, and must not fail them. Prints tokens/s, p50/p99 latency and the
-errors of the well-formed requests per run, and how the poisoned ones were answered; the last line
-compares the two servers at concurrency 16::
+errors of the well-formed requests per run (the long request's tokens count in tok/s, its latency
+is printed apart), and how the poisoned ones were answered; the last line compares the two servers
+at concurrency 16::
 
-    RESULT batched_tok_s=<> sequential_tok_s=<> ratio=<> p99_ms=<> errors=<> poisoned=<status:count,...>
+    RESULT batched_tok_s=<> sequential_tok_s=<> ratio=<> p99_ms=<> long_ms=<> errors=<> poisoned=<status:count,...>
 
 Model: the bundled ``kogpt2-small`` when present, else a random model of the ``mini`` shape
 (6 layers, 384 wide) with a tokenizer trained on the test fixture sentences. CPU only, one
 torch thread (the machine is shared)::
 
     python benchmarks/serve.py
-    python benchmarks/serve.py --model runs/mini --max-tokens 64
+    python benchmarks/serve.py --model runs/mini --max-tokens 64 --long-tokens 512
 """
 
 from __future__ import annotations
@@ -91,13 +94,30 @@ class Server:
         self.sock.close()
 
 
-async def load(url: str, requests: int, concurrency: int, max_tokens: int) -> dict:
+async def load(url: str, requests: int, concurrency: int, max_tokens: int, long_tokens: int = 0) -> dict:
     """Fire ``requests`` completions from ``concurrency`` clients, every ``POISON_EVERY``-th one
-    poisoned; tokens/s, latencies and errors of the well-formed ones, status codes of the poisoned."""
+    poisoned, plus one long request of ``long_tokens`` (0: none) sent first; tokens/s, latencies and
+    errors of the well-formed ones, status codes of the poisoned, the long request's latency."""
     import httpx
 
-    latencies, tokens, errors, poisoned = [], 0, 0, {}
+    latencies, tokens, errors, poisoned, long_s = [], 0, 0, {}, float("nan")
     queue = list(range(requests))
+
+    async def long_client(http: httpx.AsyncClient) -> None:
+        nonlocal tokens, errors, long_s
+        body = {"prompt": PROMPTS[0], "max_tokens": long_tokens, "temperature": 0.8, "top_p": 0.95, "seed": 999_999,
+                "min_tokens": long_tokens}
+        t0 = time.perf_counter()
+        try:
+            r = await http.post(url + "/v1/completions", json=body, timeout=600)
+            ok = r.status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        long_s = time.perf_counter() - t0
+        if ok:
+            tokens += r.json()["usage"]["completion_tokens"]
+        else:
+            errors += 1
 
     async def client(http: httpx.AsyncClient) -> None:
         nonlocal tokens, errors
@@ -127,18 +147,21 @@ async def load(url: str, requests: int, concurrency: int, max_tokens: int) -> di
 
     async with httpx.AsyncClient() as http:
         start = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        longs = [long_client(http)] if long_tokens else []
+        await asyncio.gather(*longs, *(client(http) for _ in range(concurrency)))
         wall = time.perf_counter() - start
     latencies.sort()
     return {"tok_s": tokens / wall, "p50_ms": 1000 * statistics.median(latencies),
             "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
-            "errors": errors, "requests": requests, "wall_s": wall, "poisoned": poisoned}
+            "errors": errors, "requests": requests, "wall_s": wall, "poisoned": poisoned, "long_ms": 1000 * long_s}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="model directory (default: bundled, else random mini)")
-    parser.add_argument("--max-tokens", type=int, default=32, help="tokens per request (default 32)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="tokens per request (default 64)")
+    parser.add_argument("--long-tokens", type=int, default=256,
+                        help="tokens of the long request mixed into the concurrency-16 runs (default 256; 0: none)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     # the poisoned requests' failures are logged with tracebacks by the server; counted here instead
@@ -154,10 +177,11 @@ def main() -> None:
             with Server(model_dir, max_batch=16 if mode == "batched" else 1) as srv:
                 asyncio.run(load(srv.url, 4, 4, 4))  # warm-up
                 for name, _, conc, reqs in (r for r in runs if r[0] == mode):
-                    res = asyncio.run(load(srv.url, reqs, conc, args.max_tokens))
+                    res = asyncio.run(load(srv.url, reqs, conc, args.max_tokens, args.long_tokens if conc == 16 else 0))
                     results[(name, conc)] = res
                     print(f"{name:<11} {conc:>4} {reqs:>5} {res['tok_s']:>8.1f} {res['p50_ms']:>8.0f} "
-                          f"{res['p99_ms']:>8.0f} {res['errors']:>6}  {res['poisoned']}", flush=True)
+                          f"{res['p99_ms']:>8.0f} {res['errors']:>6}  {res['poisoned']}"
+                          + (f"  long request {res['long_ms']:.0f} ms" if conc == 16 else ""), flush=True)
     b, s = results[("batched", 16)], results[("sequential", 16)]
     errors = sum(r["errors"] for r in results.values())
     poisoned: dict[int, int] = {}
@@ -169,7 +193,7 @@ def main() -> None:
     print(f"batched vs one-at-a-time at concurrency 16: {b['tok_s']:.1f} / {s['tok_s']:.1f} tok/s = {ratio:.2f}x "
           "(target >= 3x)")
     print(f"RESULT batched_tok_s={b['tok_s']:.1f} sequential_tok_s={s['tok_s']:.1f} ratio={ratio:.2f} "
-          f"p99_ms={b['p99_ms']:.0f} errors={errors} poisoned={answered}")
+          f"p99_ms={b['p99_ms']:.0f} long_ms={b['long_ms']:.0f} errors={errors} poisoned={answered}")
 
 
 if __name__ == "__main__":

@@ -461,3 +461,26 @@ def test_banned_tokens_are_never_generated(tiny_tokenizer):
         pass
     assert target not in rows[0].tokens and len(rows[0].tokens) == 30
     assert _alone(dec, tiny_tokenizer, [10], cfg.replace(banned_tokens=[], do_sample=False)) == [target] * 30
+
+
+def test_padding_left_by_a_departed_long_row_is_cut_from_the_cache(tiny_model_dir):
+    from kogpt2.generation.loop import DecodeBatch
+
+    dec, tok = load(tiny_model_dir)
+    long_cfg, short_cfg = SamplingConfig(max_new_tokens=20, do_sample=False), SamplingConfig(max_new_tokens=4,
+                                                                                          do_sample=False)
+    prompts = [encode_prompt(tok, p, dec.context, 20) for p in ("하늘이 맑고 바람이 분다", "오늘")]
+    batch = DecodeBatch(dec, tok)
+    long, = batch.add_rows([prompts[0]], [long_cfg])
+    for _ in range(6):
+        batch.step()
+    short, = batch.add_rows([prompts[1]], [short_cfg])  # joins left-padded to the long row's width
+    batch.step()
+    wide = batch.mask.shape[1]
+    batch.remove_row(long)
+    # the short row's own cached tokens are all that is left: the columns only the long row used are gone
+    assert batch.mask.shape[1] == len(prompts[1]) == batch.past.layers[0].keys.shape[2] < wide
+    assert bool(batch.mask.all())
+    while not batch.done:
+        batch.step()
+    assert short.tokens == _alone(dec, tok, prompts[1], short_cfg)

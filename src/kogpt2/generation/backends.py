@@ -64,6 +64,14 @@ class TorchDecoder(Decoder):
             layer.keys, layer.values = k, v
         return past
 
+    def trim(self, past, start):
+        layers = getattr(past, "layers", None)
+        if layers is None or any(type(l).__name__ != "DynamicLayer" for l in layers):
+            return None
+        for layer in layers:  # (B, H, S, D)
+            layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
+        return past
+
 
 def linearize(model) -> int:
     """Replace GPT-2's ``Conv1D`` layers by equivalent ``nn.Linear`` in place; returns how many.

@@ -55,6 +55,11 @@ class Decoder:
         """
         raise NotImplementedError(f"{type(self).__name__} cannot add rows to a running batch")
 
+    def trim(self, past: Any, start: int) -> Any:
+        """The cache without its first ``start`` sequence positions (padding no row attends to any
+        more), or None when this decoder cannot cut its cache (the padding then stays)."""
+        return None
+
 
 def left_pad_seq(x: torch.Tensor, length: int, dim: int = 2) -> torch.Tensor:
     """``x`` zero-padded on the left of ``dim`` up to ``length``."""

@@ -14,7 +14,8 @@ Design:
   * Rows of different lengths share one cache, left-padded, with an attention mask and
     per-row position ids, so padding is never attended to and a row decodes as it would alone.
     Rows added while others run are prefilled on their own and joined into the cache
-    (``Decoder.join``); finished or removed rows leave it (``Decoder.reorder``).
+    (``Decoder.join``); finished or removed rows leave it (``Decoder.reorder``), and the columns
+    that became padding for every remaining row are cut off (``Decoder.trim``).
   * Every row has its own ``SamplingConfig``, random generator and stop conditions (``</s>``
     after ``min_new_tokens``, ``max_new_tokens``, stop sequences), so a seeded row gives the same
     text alone or in any batch (up to float rounding of padded batches).
@@ -256,6 +257,17 @@ class DecodeBatch:
         self.mask, self.last_pos, self.seen = self.mask[index], self.last_pos[index], self.seen[index]
         if self.next_ids is not None and self.next_ids.shape[0] > len(keep):
             self.next_ids = self.next_ids[index]
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop the cache's leading columns that are padding for every row (left by rows that left)."""
+        start = int(self.mask.any(0).int().argmax())  # first column some row attends to
+        if start == 0:
+            return
+        trim = getattr(self.decoder, "trim", None)  # wrappers written before Decoder.trim lack it
+        past = None if trim is None else trim(self.past, start)
+        if past is not None:
+            self.past, self.mask = past, self.mask[:, start:]
 
     def _padded_sequences(self) -> torch.Tensor:
         """(B, S) prompt + generated tokens of every row, left-padded (for HF-style hooks)."""

@@ -1,21 +1,26 @@
-"""Dynamic batching: rows of concurrent requests are decoded together by the shared sampler.
+"""Continuous batching: rows of concurrent requests share one running decoding batch.
 
-One worker thread owns the model. Requests put their rows (prompt x ``n``) in a bounded queue;
-the worker takes up to ``max_batch`` rows, waiting ``max_wait_s`` for company once the first
-arrives, and decodes them with per-row sampling configs through ``kogpt2.generation.loop.decode_rows``
-(the loop behind ``stream_batch``, used directly for its per-row finish reasons and token counts).
-Text chunks go back to each request's asyncio queue on the event loop; a request is answered as
-soon as its own rows end. A cancelled request (client gone) stops its rows through
-``should_stop`` at the next decoding step; its rows still waiting are dropped from the queue.
+One worker thread owns the model and one :class:`kogpt2.generation.loop.DecodeBatch`. Requests
+put their rows (prompt x ``n``) in a bounded queue; between two decoding steps the worker moves
+waiting rows into the running batch (up to ``max_batch`` rows in all), so a short request sent
+while a long one runs starts at the next step and ends when its own tokens are done. When the
+batch is empty, the first row to arrive waits ``max_wait_s`` for company. Every row keeps its own
+sampling config, generator and stop conditions. Text chunks go back to each request's asyncio
+queue on the event loop; a request is answered as soon as its own rows end. A cancelled request
+(client gone) leaves the batch before the next step, freeing its slot; its rows still waiting
+are dropped from the queue.
 
-Failure isolation: when a decoding step raises, the rows that have not ended keep the tokens they
-generated; the worker splits them in two halves and resumes each half from its tokens (prompt +
-generated ids as the new prompt), down to single rows. A row that fails alone ends its request
-with an error; its batch-mates finish with their text intact.
+Failure isolation: when a decoding step raises, the rows in the batch at that moment keep the
+tokens they generated; the worker splits them in two halves and resumes each half to its end
+from its tokens (prompt + generated ids as the new prompt), down to single rows, then goes back
+to continuous batching. A row that fails alone ends its request with an error; its batch-mates
+finish with their text intact.
 
-NOTE: the sampler takes its rows up front, so requests join between batches, not between
-decoding steps. After a recovery, a resumed sampling row draws from a fresh generator, and a stop
-sequence straddling the moment of the failure is not detected.
+NOTE: after a recovery, a resumed sampling row draws from a fresh generator, and a stop sequence
+straddling the moment of the failure is not detected. Rows that join pad the shared cache on the
+left; the engine cuts that padding off when the rows that needed it leave (``Decoder.trim``).
+With a decoder that cannot cut its cache, the worker stops admitting rows once the cache is
+wider than the model's context and lets the batch drain, which bounds the padding.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ class _Row:
     pending: str = ""  # text of those tokens not yet delivered (held back when an attempt failed)
     sent: str = ""  # text delivered during the current attempt
     ended: bool = False
+    state: Any = None  # its kogpt2.generation.loop.Row in the running batch
 
 
 @dataclass
@@ -146,44 +152,92 @@ class Batcher:
             self.metrics.queue_depth.set(len(self._queue))
 
     # --- worker --------------------------------------------------------------------------------
-    def _take(self) -> list[_Row] | None:
-        with self._cond:
-            while not self._queue and not self._stopped:
-                self._cond.wait()
-            if self._stopped:
-                return None
-            deadline = time.monotonic() + self.max_wait_s
-            while len(self._queue) < self.max_batch and not self._stopped:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
-            self.metrics.queue_depth.set(len(self._queue))
-            return batch
-
     def _loop(self) -> None:
-        while (batch := self._take()) is not None:
-            batch = [r for r in batch if not r.ticket.cancelled]
-            if batch:
-                self._run(batch)
+        batch, live = None, []  # live: rows in ``batch``, each with its engine row in ``.state``
+        while (batch := self._admit(batch, live)) is not None:
+            self._drop_cancelled(batch, live)
+            if not live:
+                continue
+            self.metrics.batch_size.observe(len(live))
+            self._set_busy(len(live))
+            try:
+                out = batch.step()
+            except Exception as e:  # noqa: BLE001 - a failed step must not fail the rows that did nothing wrong
+                self._recover(live, e)
+                live.clear()
+                self._set_busy(0)
+                continue
+            texts = {id(r): t for r, t in out}
+            self._deliver(live, [texts.get(id(r.state), "") for r in live], [r.state for r in live])
+            live[:] = [r for r in live if not r.ended]
+            self._set_busy(len(live))
 
-    def _run(self, batch: list[_Row]) -> None:
+    def _admit(self, batch: Any, live: list[_Row]) -> Any:
+        """Move waiting rows into the running batch and return it; None once the batcher stops and
+        the batch is empty. An empty batch is replaced by a new one (on the current decoder).
+
+        With an empty batch, waits for a first row, then ``max_wait_s`` for company; with a running
+        batch, takes what is waiting now. No row joins once the shared cache is wider than the
+        context (padding bound); the batch then drains and starts afresh.
+        """
+        from kogpt2.generation.loop import DecodeBatch
+
+        with self._cond:
+            if not live:
+                while not self._queue and not self._stopped:
+                    self._cond.wait()
+                deadline = time.monotonic() + self.max_wait_s
+                while len(self._queue) < self.max_batch and not self._stopped:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            if self._stopped:  # finish the rows being decoded, take no new ones
+                return batch if live else None
+            if not live:
+                batch = DecodeBatch(self.decoder, self.tokenizer)
+            width = 0 if batch.mask is None else batch.mask.shape[1]
+            room = self.max_batch - len(live) if width <= self.decoder.context else 0
+            taken = [self._queue.popleft() for _ in range(min(room, len(self._queue)))]
+            self.metrics.queue_depth.set(len(self._queue))
+        for r in taken:
+            if not r.ticket.cancelled:
+                self._join(batch, live, r)
+        return batch
+
+    def _join(self, batch: Any, live: list[_Row], row: _Row) -> None:
         from kogpt2.generation.api import encode_prompt
 
-        self.metrics.batch_size.observe(len(batch))
-        self._set_busy(len(batch))
-        ready = []
-        for r in batch:
-            try:
-                r.ids = encode_prompt(self.tokenizer, r.prompt, self.decoder.context, r.config.max_new_tokens)
-                ready.append(r)
-            except Exception as e:  # noqa: BLE001 - one bad prompt fails its own request only
-                self._fail(r, e)
         try:
-            self._decode(ready)
-        finally:
-            self._set_busy(0)
+            row.ids = encode_prompt(self.tokenizer, row.prompt, self.decoder.context, row.config.max_new_tokens)
+            row.state, = batch.add_rows([row.ids], [row.config])
+        except Exception as e:  # noqa: BLE001 - one bad prompt fails its own request only
+            self._fail(row, e)
+            return
+        live.append(row)
+
+    def _drop_cancelled(self, batch: Any, live: list[_Row]) -> None:
+        """Rows of cancelled requests leave the batch now (their slot is free for the next step)."""
+        for r in [r for r in live if r.ticket.cancelled]:
+            batch.remove_row(r.state)
+            self._end(r, "cancelled", r.state.tokens)
+            live.remove(r)
+
+    def _recover(self, live: list[_Row], error: Exception) -> None:
+        """A step of the running batch failed: resume its unfinished rows in halves, to their end."""
+        alive = [r for r in live if not r.ended]
+        if len(alive) == 1:
+            self._fail(alive[0], error)
+            return
+        for r in alive:
+            self._keep_progress(r, r.state)
+        alive = [r for r in alive if not r.ended]
+        log.warning("a batch of %d rows failed (%s: %s); resuming its %d unfinished rows in halves",
+                    len(live), type(error).__name__, error, len(alive))
+        half = (len(alive) + 1) // 2
+        self._set_busy(len(alive))
+        self._decode(alive[:half])
+        self._decode(alive[half:])
 
     def _set_busy(self, n: int) -> None:
         self.busy_rows = n
