@@ -246,13 +246,13 @@ def test_bad_server_settings():
 # --- a live uvicorn server on loopback ---------------------------------------------------------
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, tiny_tokenizer):
-    """(base url, app) of a real server: 1024-token context, small queue, batches of 4."""
+    """(base url, app) of a real server: 2048-token context, small queue, batches of 4."""
     import uvicorn
     from conftest import make_tiny_model_dir
 
-    model_dir = make_tiny_model_dir(tmp_path_factory.mktemp("long"), tiny_tokenizer, n_positions=1024)
+    model_dir = make_tiny_model_dir(tmp_path_factory.mktemp("long"), tiny_tokenizer, n_positions=2048)
     cfg = ServeConfig(model_name="tiny", api_key="test-key", max_batch=4, max_queue=6, max_wait_ms=100,
-                      max_tokens_cap=900)
+                      max_tokens_cap=2000)
     app = create_app(model_dir, cfg)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -495,7 +495,8 @@ def test_live_disconnect_of_a_plain_request_frees_its_row(live):
 
     base, _ = live
     before = _metric(base, "kogpt2_cancelled_rows_total")
-    body = {"prompt": "끝없이", "max_tokens": 900, "temperature": 0}  # not streamed
+    # not streamed; </s> masked, so the row runs 2,000 steps (seconds even for this tiny model) unless cancelled
+    body = {"prompt": "끝없이", "max_tokens": 2000, "min_tokens": 2000, "temperature": 0}
     with pytest.raises(httpx.ReadTimeout):  # the client gives up after 1 s and closes the connection
         httpx.post(base + "/v1/completions", json=body, headers=AUTH, timeout=httpx.Timeout(60, read=1.0))
     left = time.monotonic()
