@@ -159,8 +159,24 @@ def test_cli_finetune_chat_then_chat_and_eval_chat(chat_csv, tiny_model_dir, tmp
     r = kogpt2("chat", "--model", str(tiny_model_dir), "--adapter", str(out), "--seed", "0",
                "--max-new-tokens", "5", stdin="안녕\n배고파\n")
     assert len(r.stdout.splitlines()) == 2  # one answer line per question
-    r = kogpt2("eval", "chat", "--data", str(chat_csv), "--adapter", str(out), "--samples", "1")
+    r = kogpt2("eval", "chat", "--data", str(chat_csv), "--adapter", str(out), "--samples", "1", "--device", "cpu")
     assert "validation pairs: base" in r.stdout and "fine-tuned" in r.stdout and "reference:" in r.stdout
+
+
+def test_eval_chat_scores_on_the_chosen_device(chat_csv, tiny_model_dir, monkeypatch):
+    import torch
+
+    import kogpt2.chat
+    import kogpt2.devices
+
+    seen = []
+    real_place = kogpt2.devices.place
+    monkeypatch.setattr(kogpt2.devices, "place", lambda m, d: seen.append(d) or real_place(m, d))
+    r = kogpt2.chat.evaluate_chat(chat_csv, tiny_model_dir, max_pairs=2, device=torch.device("cpu"))
+    assert seen == [torch.device("cpu")] and r["base_bpc"] > 0
+    from kogpt2.cli import build_parser
+
+    assert build_parser("eval").parse_args(["chat", "--data", "x", "--device", "cpu"]).device == "cpu"
 
 
 @pytest.mark.slow

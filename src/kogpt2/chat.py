@@ -185,11 +185,12 @@ def answer_bpc(model, tokenizer, pairs: list[ChatPair], max_len: int = 128, batc
 
     was = model.training
     model.eval()
+    device = next(model.parameters()).device  # scored where the model is
     nll, n_tok = 0.0, 0
     for chunk in iter_chunks(pairs, batch_size):
         enc = [encode_pair(tokenizer, p.question, p.answer, p.label, max_len) for p in chunk]
-        ids, mask, labels = batch_of(enc, tokenizer.pad_token_id)
-        with autocast_ctx(dtype):
+        ids, mask, labels = (t.to(device) for t in batch_of(enc, tokenizer.pad_token_id))
+        with autocast_ctx(dtype, device):
             s, n = answer_nll(model, ids, mask, labels)
         nll, n_tok = nll + float(s), n_tok + n
     model.train(was)
@@ -367,8 +368,10 @@ def run_repl(session: ChatSession, lines: Iterable[str], write: Callable[[str], 
 
 
 def evaluate_chat(data: str | Path, model: str | Path | None = None, adapter: str | Path | None = None,
-                  max_pairs: int | None = None, samples: int = 0, seed: int = 0) -> dict:
-    """Answer bits/char on validation pairs for the base model and, with ``adapter``, the fine-tuned one.
+                  max_pairs: int | None = None, samples: int = 0, seed: int = 0,
+                  device: torch.device | None = None) -> dict:
+    """Answer bits/char on validation pairs for the base model and, with ``adapter``, the fine-tuned one
+    (on ``device``: ``kogpt2.devices.resolve_device``; None = the CPU).
 
     The validation pairs are those the adapter's run held out (its recorded split), or a
     default 5% split without an adapter.
@@ -394,13 +397,17 @@ def evaluate_chat(data: str | Path, model: str | Path | None = None, adapter: st
     _, val = val_split(pairs, meta)
     val = val[:max_pairs] if max_pairs else val
     max_len = max(meta.get("max_len", 128), 128)
-    base_bpc = answer_bpc(load_model(base), load_tokenizer(base), val, max_len)[1]
+    from kogpt2.devices import place
+
+    device = device if device is not None else torch.device("cpu")
+    base_bpc = answer_bpc(place(load_model(base), device), load_tokenizer(base), val, max_len)[1]
     result = {"pairs": len(val), "base": str(base), "base_bpc": base_bpc, "finetuned_bpc": None, "samples": []}
     if adapter is not None:
         lm, tok = load_chat_model(None if meta["mode"] == "full" else base, adapter)
+        lm = place(lm, device)
         result["finetuned_bpc"] = answer_bpc(lm, tok, val, max_len)[1]
         if samples:
-            session = ChatSession(lm, tok, seed=seed)
+            session = ChatSession(lm, tok, seed=seed, device=device)
             for p in random.Random(seed).sample(val, min(samples, len(val))):
                 session.reset()
                 session.set_label(p.label)

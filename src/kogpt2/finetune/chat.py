@@ -82,13 +82,20 @@ class ChatTask(Task):
         parser.add_argument("--max-pairs", type=int, default=None, help="score only the first N validation pairs")
         parser.add_argument("--samples", type=int, default=0, help="also print N sample answers to validation questions")
         parser.add_argument("--seed", type=int, default=0, help="seed of the sample answers")
+        from kogpt2.devices import add_device_flags
+
+        add_device_flags(parser)
 
     def run_eval(self, args: argparse.Namespace) -> int:
         from kogpt2.chat import evaluate_chat
         from kogpt2.validate import check_numbers
 
-        check_numbers(max_pairs=(args.max_pairs, ">= 1"), samples=(args.samples, ">= 0"))
-        r = evaluate_chat(args.data, args.model, args.adapter, args.max_pairs, args.samples, args.seed)
+        from kogpt2.devices import resolve_device, set_threads
+
+        check_numbers(max_pairs=(args.max_pairs, ">= 1"), samples=(args.samples, ">= 0"), threads=(args.threads, ">= 1"))
+        set_threads(args.threads)
+        r = evaluate_chat(args.data, args.model, args.adapter, args.max_pairs, args.samples, args.seed,
+                          device=resolve_device(args.device))
         line = f"answer bits/char on {r['pairs']} validation pairs: base {r['base_bpc']:.4f}"
         if r["finetuned_bpc"] is not None:
             line += f", fine-tuned {r['finetuned_bpc']:.4f} ({r['finetuned_bpc'] / r['base_bpc']:.3f}x)"
