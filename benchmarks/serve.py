@@ -70,12 +70,14 @@ def mini_model_dir(out: Path) -> Path:
 class Server:
     """uvicorn serving ``create_app(model_dir)`` in a thread, on a free loopback port."""
 
-    def __init__(self, model_dir: Path, max_batch: int) -> None:
+    def __init__(self, model_dir: Path, max_batch: int, backend: str = "auto", dtype: str = "auto") -> None:
         import uvicorn
 
         from kogpt2.serve import ServeConfig, create_app
 
-        app = create_app(model_dir, ServeConfig(max_batch=max_batch, max_queue=256, max_wait_ms=5))
+        app = create_app(model_dir, ServeConfig(max_batch=max_batch, max_queue=256, max_wait_ms=5), backend=backend,
+                         dtype=dtype)
+        self.backend = type(app.state.kogpt2.batcher.decoder).__name__
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
@@ -162,6 +164,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64, help="tokens per request (default 64)")
     parser.add_argument("--long-tokens", type=int, default=256,
                         help="tokens of the long request mixed into the concurrency-16 runs (default 256; 0: none)")
+    parser.add_argument("--backend", default="auto", help="as `kogpt2 serve --backend` (default auto)")
+    parser.add_argument("--dtype", default="auto", help="as `kogpt2 serve --dtype` (default auto)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     # the poisoned requests' failures are logged with tracebacks by the server; counted here instead
@@ -174,7 +178,8 @@ def main() -> None:
         results = {}
         print(f"{'server':<11} {'conc':>4} {'reqs':>5} {'tok/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6}  poisoned")
         for mode in ("batched", "sequential"):
-            with Server(model_dir, max_batch=16 if mode == "batched" else 1) as srv:
+            with Server(model_dir, 16 if mode == "batched" else 1, args.backend, args.dtype) as srv:
+                print(f"{mode} server decodes with {srv.backend}", flush=True)
                 asyncio.run(load(srv.url, 4, 4, 4))  # warm-up
                 for name, _, conc, reqs in (r for r in runs if r[0] == mode):
                     res = asyncio.run(load(srv.url, reqs, conc, args.max_tokens, args.long_tokens if conc == 16 else 0))

@@ -642,3 +642,24 @@ def test_kogpt2_serve_end_to_end(tiny_model_dir, chat_adapter_dir):
         proc.terminate()
         out, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err
+
+
+def test_serve_decodes_with_onnx_runtime_when_asked_and_answers_as_torch(tiny_model_dir):
+    pytest.importorskip("onnxruntime")
+    body = {"prompt": "오늘 아침에", "max_tokens": 8, "temperature": 0, "min_tokens": 8}
+    answers = {}
+    for backend in ("torch", "onnx"):
+        app = create_app(tiny_model_dir, ServeConfig(), backend=backend)
+        with TestClient(app) as c:
+            r = c.post("/v1/completions", json=body)
+        assert r.status_code == 200, r.text
+        answers[backend] = (type(app.state.kogpt2.batcher.decoder).__name__, r.json()["choices"][0]["text"])
+    assert answers["torch"][0] == "TorchDecoder" and answers["onnx"][0] == "OnnxDecoder"
+    assert answers["onnx"][1] == answers["torch"][1] != ""  # fp32 greedy: the same tokens
+
+
+def test_serve_refuses_an_unknown_backend_or_dtype(tiny_model_dir):
+    with pytest.raises(KoGPT2Error, match="unknown backend 'tpu'"):
+        create_app(tiny_model_dir, backend="tpu")
+    with pytest.raises(KoGPT2Error, match="unknown dtype 'int4'"):
+        create_app(tiny_model_dir, dtype="int4")

@@ -45,6 +45,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sentiment", default=None, metavar="DIR",
                         help="sentiment head directory; enables POST /api/classify")
     parser.add_argument("--max-body-kb", type=int, default=64, help="largest request body in KiB (default 64)")
+    parser.add_argument("--backend", default="auto",
+                        help="auto (default: on the CPU onnx when onnxruntime and a ready export exist, see "
+                             "`kogpt2 export onnx DIR --cache`; else torch), torch or onnx; chat stays in torch")
+    parser.add_argument("--dtype", default="auto",
+                        help="auto (default: fp32 on the CPU, bf16 on CUDA), fp32, bf16 (torch) or int8 (CPU)")
     from kogpt2.devices import add_device_flags
 
     add_device_flags(parser)
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         classifier = load_sentiment(args.sentiment) if args.sentiment else None
         app = create_app(args.model, cfg, classifier=classifier, chat_adapter=chat_adapter(args),
-                         device=device)
+                         device=device, backend=args.backend, dtype=args.dtype)
         print(f"serving {app.state.kogpt2.name} on http://{_url_host(args.host)}:{args.port}/  (API: /v1)",
               flush=True)
         config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=math.ceil(cfg.keep_alive_s),

@@ -163,13 +163,25 @@ def choose(logits: torch.Tensor, cfgs: Sequence[SamplingConfig],
 
     NOTE: probabilities are drawn on the CPU so a seed gives the same text on any device.
     """
-    out = logits.argmax(-1).tolist()
+    out = argmax_rows(logits)
     if any(c.do_sample for c in cfgs):
         probs = logits.float().softmax(-1).cpu()
         for i, (c, g) in enumerate(zip(cfgs, generators)):
             if c.do_sample:
                 out[i] = int(torch.multinomial(probs[i], 1, generator=g))
     return out
+
+
+def argmax_rows(scores: torch.Tensor) -> list[int]:
+    """Index of each row's largest score, the first one on ties (as ``torch.argmax``).
+
+    NOTE: a CPU float32 array goes through numpy: its SIMD argmax took 22 us for (8, 51,200)
+    where torch's took 560 us on one thread (and several ms on two, when ONNX Runtime's
+    spinning threads held the second core), 4% of a batch-8 step.
+    """
+    if scores.device.type == "cpu" and scores.dtype == torch.float32:
+        return scores.detach().numpy().argmax(-1).tolist()
+    return scores.argmax(-1).tolist()
 
 
 def run_hooks(hooks: Sequence[LogitsProcessor], input_ids: torch.Tensor | None, scores: torch.Tensor) -> torch.Tensor:

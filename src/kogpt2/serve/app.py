@@ -96,7 +96,8 @@ class ServeConfig:
 
 def create_app(model_dir: str | Path | None = None, config: ServeConfig | None = None, *, model=None,
                tokenizer=None, classifier: Classifier | None = None,
-               chat_adapter: str | Path | None = None, device: str | None = None) -> FastAPI:
+               chat_adapter: str | Path | None = None, device: str | None = None, backend: str = "torch",
+               dtype: str = "auto") -> FastAPI:
     """Build the server app.
 
     Args:
@@ -109,7 +110,13 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
         chat_adapter: a ``kogpt2 finetune chat`` output applied to ``/v1/chat/completions`` (and the web
             demo's chat tab), on ``model_dir``; ``None`` = chat uses the model as it is.
         device: ``cpu``, ``cuda`` or ``auto`` for the model (None: the CPU, or where ``model`` is).
+        backend: how ``model_dir`` is decoded for ``/v1/completions``: ``torch``, ``onnx`` or ``auto``
+            (as ``kogpt2 generate --backend``: ONNX Runtime on the CPU when an export is ready).
+            The chat adapter always runs in torch (PEFT).
+        dtype: ``auto``, ``fp32``, ``bf16`` (torch) or ``int8`` (as ``kogpt2 generate --dtype``).
     """
+    from kogpt2.devices import resolve_device
+    from kogpt2.generation.backends import BACKENDS, DTYPES, check_choice, load_decoder, pick_backend
     from kogpt2.paths import bundled_model_dir
     from kogpt2.tokenizer import load_tokenizer
 
@@ -118,7 +125,14 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
         from kogpt2.model import load_model
 
         path = Path(model_dir) if model_dir is not None else bundled_model_dir()
-        model, tokenizer = load_model(path), load_tokenizer(path)
+        check_choice(backend, BACKENDS, "backend")
+        check_choice(dtype, DTYPES, "dtype")
+        if backend == "auto":
+            backend = pick_backend(path, dtype) if resolve_device(device).type == "cpu" else "torch"
+        # a ready Decoder for ONNX or a torch dtype (the batcher takes it as it is); else the HF model
+        model = load_model(path) if backend == "torch" and dtype == "auto" else \
+            load_decoder(path, backend=backend, dtype=dtype, device=device)
+        tokenizer = load_tokenizer(path)
         name = cfg.model_name or path.name
     elif tokenizer is None:
         raise KoGPT2Error("create_app: give `tokenizer` together with `model`")
