@@ -5,7 +5,7 @@ import math
 import torch
 
 from kogpt2.generation.config import SamplingConfig
-from kogpt2.generation.processors import argmax_rows, choose, top_k
+from kogpt2.generation.processors import argmax_rows, choose, draw, top_k, top_p
 
 
 def test_argmax_rows_matches_torch_on_random_scores():
@@ -35,3 +35,38 @@ def test_choose_is_greedy_for_greedy_rows_and_draws_for_sampling_rows():
     cfgs = [SamplingConfig(do_sample=False), SamplingConfig(do_sample=True, seed=1)]
     out = choose(scores, cfgs, [None, torch.Generator().manual_seed(1)])
     assert out == [1, 1]
+
+
+def _top_p_by_full_sort(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """The nucleus by the textbook recipe: sort with indices, cumulative mass, scatter back."""
+    sorted_logits, idx = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(-1)
+    remove = (probs.cumsum(-1) - probs) >= p
+    remove[:, 0] = False
+    return logits.masked_fill(remove.scatter(1, idx, remove), -math.inf)
+
+
+def test_top_p_keeps_the_same_nucleus_as_a_full_sort():
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(16, 16384, generator=g) * 3
+    for p in (0.05, 0.5, 0.95):
+        ours = top_p(logits, torch.full((16, 1), p))
+        assert torch.equal(torch.isinf(ours), torch.isinf(_top_p_by_full_sort(logits, p)))
+        kept = torch.isfinite(ours).sum(-1)
+        assert (kept >= 1).all() and (kept < 16384).all()
+
+
+def test_top_p_always_keeps_the_top_token_and_ignores_masked_ones():
+    logits = torch.tensor([[10.0, 0.0, -math.inf, 1.0]])
+    out = top_p(logits, torch.tensor([[0.01]]))
+    assert torch.isfinite(out).tolist() == [[True, False, False, False]]
+
+
+def test_draw_follows_the_probabilities_and_never_picks_an_impossible_token():
+    probs = torch.tensor([0.5, 0.0, 0.3, 0.2, 0.0])
+    g = torch.Generator().manual_seed(0)
+    counts = torch.bincount(torch.tensor([draw(probs, g) for _ in range(4000)]), minlength=5).double() / 4000
+    assert counts[1] == 0 and counts[4] == 0
+    assert torch.allclose(counts, probs.double(), atol=0.03)
+    a = [draw(probs, torch.Generator().manual_seed(7)) for _ in range(3)]
+    assert len(set(a)) == 1  # the same seed, the same token

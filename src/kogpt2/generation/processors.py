@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
+import numpy as np
 import torch
 
 from kogpt2.generation.config import SamplingConfig
@@ -133,14 +134,23 @@ def top_k(logits: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
 
 def top_p(logits: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Keep the most likely tokens whose mass before them is < p (p: (B, 1)); the top token always stays."""
-    sorted_logits, idx = logits.sort(dim=-1, descending=True)
-    probs = sorted_logits.softmax(-1)
+    """Keep the most likely tokens whose mass before them is < p (p: (B, 1)); the top token always stays.
+
+    Tokens tied with the last one kept stay too. Only each row's cut-off value is needed, so the
+    values are sorted without their indices.
+
+    NOTE: on the CPU numpy sorts them: 0.6 ms for (16, 16,384) float32, where ``torch.sort`` with
+    indices took 14 ms, which was most of a 16-row sampling step in the server.
+    """
+    if logits.device.type == "cpu" and logits.dtype == torch.float32:
+        desc = torch.from_numpy(np.ascontiguousarray(np.sort(logits.detach().numpy(), axis=-1)[:, ::-1]))
+    else:
+        desc = logits.sort(dim=-1, descending=True).values
+    probs = desc.softmax(-1)
     before = probs.cumsum(-1) - probs  # mass of the strictly more likely tokens
-    remove_sorted = before >= p
-    remove_sorted[:, 0] = False
-    remove = remove_sorted.scatter(1, idx, remove_sorted)
-    return logits.masked_fill(remove, -math.inf)
+    n_keep = (before < p).sum(-1, keepdim=True).clamp(min=1)  # (B, 1)
+    cutoff = desc.gather(1, n_keep - 1)
+    return logits.masked_fill(logits < cutoff, -math.inf)
 
 
 def typical_p(logits: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
@@ -168,8 +178,22 @@ def choose(logits: torch.Tensor, cfgs: Sequence[SamplingConfig],
         probs = logits.float().softmax(-1).cpu()
         for i, (c, g) in enumerate(zip(cfgs, generators)):
             if c.do_sample:
-                out[i] = int(torch.multinomial(probs[i], 1, generator=g))
+                out[i] = draw(probs[i], g)
     return out
+
+
+def draw(probs: torch.Tensor, generator: torch.Generator | None) -> int:
+    """One token id from (V,) probabilities, by inverting their cumulative sum (float64) at a uniform draw.
+
+    NOTE: ``torch.multinomial`` took 340 us for one draw from 16,384 tokens (it draws an
+    exponential per token); this takes 15 us and one number from ``generator``.
+    """
+    cdf = probs.double().cumsum(0)
+    u = torch.rand((), generator=generator, dtype=torch.float64) * cdf[-1]
+    i = int(torch.searchsorted(cdf, u, right=True))  # first token whose cumulative mass exceeds u
+    if i >= len(cdf):  # u rounded up to the total: the last token with any mass
+        i = int(torch.nonzero(probs).max())
+    return i
 
 
 def argmax_rows(scores: torch.Tensor) -> list[int]:
