@@ -112,7 +112,8 @@ def test_chat_completion_and_stream(client, tiny_model_dir):
     message = out["choices"][0]["message"]
     assert message["role"] == "assistant"
     prompt = render_chat([(m["role"], m["content"]) for m in msgs])
-    assert message["content"] == generate(prompt, tiny_model_dir, max_new_tokens=10, seed=5)
+    # the server answers chat with the chat preset, the request's values over it
+    assert message["content"] == generate(prompt, tiny_model_dir, max_new_tokens=10, seed=5, preset="chat")
     r = client.post("/v1/chat/completions", json=dict(body, stream=True))
     events = _sse(r.text)
     assert events[0]["choices"][0]["delta"]["role"] == "assistant"
