@@ -272,3 +272,14 @@ def test_subprocess_prints_one_error_line_and_exits_2(case, bad_models, files, t
         p = kogpt2_cli("generate", "--model", tiny_model_dir, "--prompts", files["cp949"])
         needle = "iconv -f cp949 -t utf-8"
     assert_one_error(p.returncode, p.stderr, needle)
+
+
+@pytest.mark.parametrize("flag,value", [("--backend", "tpu"), ("--dtype", "int4")])
+def test_serve_backend_and_dtype_are_checked(flag, value, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port free a moment ago: the server binds it, then refuses the flag
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rc, err = run_main(["serve", "--port", str(port), flag, value], capsys)
+    assert_one_error(rc, err, f"unknown {flag[2:]} '{value}'")
