@@ -115,23 +115,15 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
             The chat adapter always runs in torch (PEFT).
         dtype: ``auto``, ``fp32``, ``bf16`` (torch) or ``int8`` (as ``kogpt2 generate --dtype``).
     """
-    from kogpt2.devices import resolve_device
-    from kogpt2.generation.backends import BACKENDS, DTYPES, check_choice, load_decoder, pick_backend
+    from kogpt2.generation.backends import load_decoder
     from kogpt2.paths import bundled_model_dir
     from kogpt2.tokenizer import load_tokenizer
 
     cfg = config or ServeConfig()
     if model is None:
-        from kogpt2.model import load_model
-
         path = Path(model_dir) if model_dir is not None else bundled_model_dir()
-        check_choice(backend, BACKENDS, "backend")
-        check_choice(dtype, DTYPES, "dtype")
-        if backend == "auto":
-            backend = pick_backend(path, dtype) if resolve_device(device).type == "cpu" else "torch"
-        # a ready Decoder for ONNX or a torch dtype (the batcher takes it as it is); else the HF model
-        model = load_model(path) if backend == "torch" and dtype == "auto" else \
-            load_decoder(path, backend=backend, dtype=dtype, device=device)
+        # a ready Decoder (the batcher takes it as it is), chosen as `kogpt2 generate` chooses it
+        model = load_decoder(path, backend=backend, dtype=dtype, device=device or "cpu")
         tokenizer = load_tokenizer(path)
         name = cfg.model_name or path.name
     elif tokenizer is None:
