@@ -138,3 +138,51 @@ def test_a_cancelled_row_frees_its_slot_at_the_next_step(batcher):
         await kept
 
     asyncio.run(run())
+
+
+async def events_of(ticket) -> list[tuple[str, object]]:
+    """Every event of a ticket, up to and including ``done``."""
+    out = []
+    while True:
+        kind, payload = await ticket.events.get()
+        out.append((kind, payload))
+        if kind in ("done", "error"):
+            return out
+
+
+def test_a_non_streaming_request_gets_its_text_once_when_its_row_ends(batcher):
+    prompt, config = "나는 어두운 숲 속을", sampled(24, 7)
+
+    async def run() -> tuple[list, list]:
+        streamed = await events_of(batcher.submit([prompt], [config]))
+        held = await events_of(batcher.submit([prompt], [config], stream=False))
+        return streamed, held
+
+    streamed, held = asyncio.run(run())
+    assert sum(kind == "chunks" for kind, _ in streamed) > 1  # the same row streams step by step
+    assert [kind for kind, _ in held] == ["chunks", "end", "done"]
+    text = "".join(t for kind, p in streamed if kind == "chunks" for _, t in p)
+    assert held[0][1] == [(0, text)] and text
+    assert held[1][1] == streamed[-2][1]  # same finish reason and token count
+
+
+def test_one_steps_events_reach_the_event_loop_in_one_call(batcher):
+    async def run() -> int:
+        loop = asyncio.get_running_loop()
+        calls = []
+        real = loop.call_soon_threadsafe
+
+        def counting(*args):
+            calls.append(args)
+            return real(*args)
+
+        loop.call_soon_threadsafe = counting
+        tickets = [batcher.submit([p], [greedy(16)]) for p in ("하늘", "바다", "숲", "강")]
+        await asyncio.gather(*(events_of(t) for t in tickets))
+        return len(calls)
+
+    steps = len(batcher.decoder.rows_per_step)
+    calls = asyncio.run(run())
+    steps = len(batcher.decoder.rows_per_step) - steps
+    # four streaming rows post text at every step; one call per step carries all four
+    assert 0 < calls <= steps + 2, (calls, steps)

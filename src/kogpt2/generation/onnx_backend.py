@@ -67,56 +67,105 @@ def resolve_onnx_dir(path: str | Path | None, dtype: str) -> Path:
 
 
 class KVCache:
-    """Per-layer key/value buffers of an ONNX decoder, appended to in place.
+    """Per-layer key/value buffers of an ONNX decoder, appended to and compacted in place.
 
-    Each buffer is a numpy array (B, H, capacity, D) wrapped, without a copy, in an
-    ``OrtValue`` that is bound both as the graph's ``past`` input and as its ``present``
-    output, so the attention kernel writes the new keys/values into the free slots and
-    nothing else is copied. Capacity grows by doubling (amortised, rare).
+    Each layer's keys and values live in a numpy array (rows, H, slots, D) with room to spare
+    in both the batch and the sequence dimension; the cache is the view of its first
+    ``n_rows`` rows, wrapped without a copy in an ``OrtValue`` that is bound both as the
+    graph's ``past`` input and as its ``present`` output, so the attention kernel writes the
+    new keys/values into the free slots and nothing else is copied.
+
+    Rows leaving (:meth:`select` with increasing indices) are compacted within the arrays,
+    rows joining (:meth:`join`) are copied into the spare rows, and :meth:`trim` shifts the
+    used slots left, so continuous batching moves only the rows that changed instead of
+    reallocating the whole cache. Either dimension grows by doubling when it runs out
+    (amortised, rare). These methods return a cache that may share the arrays of the one
+    they were called on, which must not be used afterwards.
     """
 
-    def __init__(self, buffers: list[np.ndarray], length: int):
+    def __init__(self, storage: list[np.ndarray], length: int, n_rows: int | None = None):
         import onnxruntime as ort
 
-        self.buffers = buffers
-        self.values = [ort.OrtValue.ortvalue_from_numpy(b) for b in buffers]
+        self.storage = storage  # (row capacity, H, slot capacity, D) each
+        self.n_rows = storage[0].shape[0] if n_rows is None else n_rows
+        self.buffers = [a[:self.n_rows] for a in storage]  # contiguous views
+        self.values = [ort.OrtValue.ortvalue_from_numpy(b) for b in self.buffers]
         self.length = length  # filled slots (padding included)
         self.binding = None  # the session's IOBinding with these buffers bound, made on first use
 
     @classmethod
-    def empty(cls, n: int, batch: int, heads: int, capacity: int, head_dim: int) -> "KVCache":
-        """``n`` zeroed buffers of (batch, heads, capacity, head_dim)."""
-        return cls([np.zeros((batch, heads, capacity, head_dim), np.float32) for _ in range(n)], 0)
+    def empty(cls, n: int, batch: int, heads: int, capacity: int, head_dim: int, rows: int | None = None
+              ) -> "KVCache":
+        """``n`` zeroed buffers of (batch, heads, capacity, head_dim), with room for ``rows`` rows."""
+        return cls([np.zeros((max(batch, rows or 0), heads, capacity, head_dim), np.float32) for _ in range(n)],
+                   0, batch)
 
     @property
     def capacity(self) -> int:
-        return self.buffers[0].shape[2]
+        return self.storage[0].shape[2]
+
+    @property
+    def row_capacity(self) -> int:
+        return self.storage[0].shape[0]
+
+    def _moved(self, rows: int, slots: int) -> "KVCache":
+        """A copy of the used part in new arrays with room for ``rows`` rows and ``slots`` slots."""
+        _, H, _, D = self.storage[0].shape
+        out = KVCache.empty(len(self.storage), self.n_rows, H, slots, D, rows=rows)
+        for new, old in zip(out.storage, self.storage):
+            new[:self.n_rows, :, :self.length] = old[:self.n_rows, :, :self.length]
+        out.length = self.length
+        return out
 
     def grown(self, needed: int) -> "KVCache":
         """This cache, or a copy with room for ``needed`` slots."""
         if needed <= self.capacity:
             return self
-        B, H, _, D = self.buffers[0].shape
-        bigger = KVCache.empty(len(self.buffers), B, H, max(needed, 2 * self.capacity), D)
-        for new, old in zip(bigger.buffers, self.buffers):
-            new[:, :, :self.length] = old[:, :, :self.length]
-        bigger.length = self.length
-        return bigger
+        return self._moved(self.row_capacity, max(needed, 2 * self.capacity))
 
     def select(self, index: np.ndarray) -> "KVCache":
-        """A cache of the given batch rows (beam reordering, finished rows dropped)."""
-        return KVCache([np.ascontiguousarray(b[index]) for b in self.buffers], self.length)
+        """A cache of the given batch rows (beam reordering, finished rows dropped).
+
+        Increasing indices (rows leaving) are compacted in place; any other order or a repeat
+        (beams) makes a copy."""
+        index = np.asarray(index, dtype=np.int64)
+        n = self.length
+        if len(index) and np.all(np.diff(index) > 0) and index[-1] < self.n_rows:
+            for dst, src in enumerate(index.tolist()):
+                if dst != src:
+                    for a in self.storage:
+                        a[dst, :, :n] = a[src, :, :n]
+            return KVCache(self.storage, n, len(index))
+        picked = [b[index] for b in self.buffers]
+        out = KVCache.empty(len(picked), len(index), picked[0].shape[1], self.capacity, picked[0].shape[3])
+        for new, old in zip(out.storage, picked):
+            new[:, :, :n] = old[:, :, :n]
+        out.length = n
+        return out
 
     def join(self, other: "KVCache") -> "KVCache":
         """This cache's rows then ``other``'s; the shorter one left-padded (zeros) to the longer length."""
         n = max(self.length, other.length)
-        B, H, _, D = self.buffers[0].shape
-        out = KVCache.empty(len(self.buffers), B + other.buffers[0].shape[0], H, n + INITIAL_ROOM, D)
-        for dst, a, b in zip(out.buffers, self.buffers, other.buffers):
-            dst[:B, :, n - self.length:n] = a[:, :, :self.length]
-            dst[B:, :, n - other.length:n] = b[:, :, :other.length]
-        out.length = n
-        return out
+        rows = self.n_rows + other.n_rows
+        cache = self
+        if rows > self.row_capacity or n + 1 > self.capacity:
+            cache = self._moved(max(rows, 2 * self.row_capacity), max(n + INITIAL_ROOM, self.capacity))
+        shift, B = n - self.length, self.n_rows
+        for a, b in zip(cache.storage, other.storage):
+            if shift:  # the new rows are longer: move the running rows right (numpy copes with the overlap)
+                a[:B, :, shift:n] = a[:B, :, :self.length]
+                a[:B, :, :shift] = 0
+            pad = n - other.length
+            a[B:rows, :, :pad] = 0
+            a[B:rows, :, pad:n] = b[:other.n_rows, :, :other.length]
+        return KVCache(cache.storage, n, rows)
+
+    def trim(self, start: int) -> "KVCache":
+        """The cache without its first ``start`` slots (shifted left in place)."""
+        n = self.length - start
+        for a in self.storage:
+            a[:self.n_rows, :, :n] = a[:self.n_rows, :, start:self.length]
+        return KVCache(self.storage, n, self.n_rows)
 
 
 class OnnxDecoder(Decoder):
@@ -183,3 +232,6 @@ class OnnxDecoder(Decoder):
 
     def join(self, past, other):
         return past.join(other)
+
+    def trim(self, past, start):
+        return past.trim(start)

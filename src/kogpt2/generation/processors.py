@@ -62,7 +62,14 @@ class Constrained(Protocol):
 
 
 def banned_ids(tokenizer: Any, tokens: Iterable[str]) -> list[int]:
-    """Ids of ``tokens`` that are in the vocabulary (others cannot be generated anyway)."""
+    """Ids of ``tokens`` that are in the vocabulary (others cannot be generated anyway).
+
+    NOTE: no tokens (the usual case) skips ``get_vocab``, which builds a dict of the whole vocabulary:
+    it was 4% of the server's decoding thread, called for every joining row.
+    """
+    tokens = list(tokens)
+    if not tokens:
+        return []
     vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
     return sorted({vocab[t] for t in tokens if t in vocab})
 

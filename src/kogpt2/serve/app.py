@@ -359,7 +359,7 @@ async def _generate(st: _State, request: Request, req: _Sampling, prompts: list[
     rows = [p for p in prompts for _ in range(req.n)]
     batcher = st.chat_batcher if chat else st.batcher
     try:
-        ticket = batcher.submit(rows, configs, request_id(request.scope))
+        ticket = batcher.submit(rows, configs, request_id(request.scope), stream=bool(req.stream))
     except QueueFull as e:
         retry = max(1, math.ceil(batcher.queue_depth() / st.cfg.max_batch))
         raise ApiError(503, f"the server is busy ({e}); retry in {retry} s", type_="server_busy",

@@ -6,7 +6,10 @@ waiting rows into the running batch (up to ``max_batch`` rows in all), so a shor
 while a long one runs starts at the next step and ends when its own tokens are done. When the
 batch is empty, the first row to arrive waits ``max_wait_s`` for company. Every row keeps its own
 sampling config, generator and stop conditions. Text chunks go back to each request's asyncio
-queue on the event loop; a request is answered as soon as its own rows end. A cancelled request
+queue on the event loop, all of one step's events in one call (one wake-up of the loop per step,
+not one per request); a request that does not stream (``stream=False``) gets its text once, when
+its rows end, so the event loop does no work per step for it while the next step decodes. A
+request is answered as soon as its own rows end. A cancelled request
 (client gone) leaves the batch before the next step, freeing its slot; its rows still waiting
 are dropped from the queue.
 
@@ -54,6 +57,7 @@ class _Row:
     ids: list[int] = field(default_factory=list)  # prompt ids + generated ids kept from earlier attempts
     generated: int = 0  # generated tokens already in ``ids``
     pending: str = ""  # text of those tokens not yet delivered (held back when an attempt failed)
+    held: str = ""  # text of a non-streaming row, delivered when the row ends
     sent: str = ""  # text delivered during the current attempt
     ended: bool = False
     state: Any = None  # its kogpt2.generation.loop.Row in the running batch
@@ -63,11 +67,13 @@ class _Row:
 class Ticket:
     """One request's rows; ``events`` receives ``("chunks", [(row, text), ...])``,
     ``("end", (row, finish_reason, n_tokens))``, ``("done", None)`` or ``("error", message)``
-    on the event loop that submitted it."""
+    on the event loop that submitted it. With ``stream`` False a row's text comes in one
+    ``chunks`` event just before its ``end``."""
 
     n_rows: int
     loop: asyncio.AbstractEventLoop
     request_id: str = "-"
+    stream: bool = True
     events: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: bool = False
     failed: bool = False
@@ -77,11 +83,11 @@ class Ticket:
         """Stop generating for this request (its rows end at the next decoding step)."""
         self.cancelled = True
 
-    def _post(self, kind: str, payload: Any) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.events.put_nowait, (kind, payload))
-        except RuntimeError:  # the event loop is closed: nobody is listening any more
-            self.cancelled = True
+
+def _dispatch(events: list[tuple[Ticket, str, Any]]) -> None:
+    """On the event loop: hand each event to its request's queue."""
+    for ticket, kind, payload in events:
+        ticket.events.put_nowait((kind, payload))
 
 
 class Batcher:
@@ -108,6 +114,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self._outbox: list[tuple[Ticket, str, Any]] = []  # events of this step, sent by _flush
         self.busy_rows = 0
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -128,10 +135,12 @@ class Batcher:
     def queue_depth(self) -> int:
         return len(self._queue)
 
-    def submit(self, prompts: list[str], configs: list[Any], request_id: str = "-") -> Ticket:
-        """Queue one request's rows (call on the event loop). Raises ``QueueFull``."""
+    def submit(self, prompts: list[str], configs: list[Any], request_id: str = "-", stream: bool = True) -> Ticket:
+        """Queue one request's rows (call on the event loop). Raises ``QueueFull``.
+
+        ``stream`` False: each row's text arrives in one event when the row ends."""
         ticket = Ticket(n_rows=len(prompts), loop=asyncio.get_running_loop(), request_id=request_id,
-                        _rows_left=len(prompts))
+                        stream=stream, _rows_left=len(prompts))
         rows = [_Row(ticket, i, p, c) for i, (p, c) in enumerate(zip(prompts, configs))]
         with self._cond:
             if self._stopped:
@@ -156,6 +165,7 @@ class Batcher:
         batch, live = None, []  # live: rows in ``batch``, each with its engine row in ``.state``
         while (batch := self._admit(batch, live)) is not None:
             self._drop_cancelled(batch, live)
+            self._flush()
             if not live:
                 continue
             self.metrics.batch_size.observe(len(live))
@@ -166,11 +176,33 @@ class Batcher:
                 self._recover(live, e)
                 live.clear()
                 self._set_busy(0)
+                self._flush()
                 continue
             texts = {id(r): t for r, t in out}
             self._deliver(live, [texts.get(id(r.state), "") for r in live], [r.state for r in live])
+            self._flush()
             live[:] = [r for r in live if not r.ended]
             self._set_busy(len(live))
+        self._flush()
+
+    def _post(self, ticket: Ticket, kind: str, payload: Any) -> None:
+        """Queue an event for ``ticket``; it leaves with the step's others at the next ``_flush``."""
+        self._outbox.append((ticket, kind, payload))
+
+    def _flush(self) -> None:
+        """Send the queued events: one ``call_soon_threadsafe`` per event loop."""
+        if not self._outbox:
+            return
+        by_loop: dict[int, list] = {}
+        for event in self._outbox:
+            by_loop.setdefault(id(event[0].loop), []).append(event)
+        self._outbox = []
+        for events in by_loop.values():
+            try:
+                events[0][0].loop.call_soon_threadsafe(_dispatch, events)
+            except RuntimeError:  # the event loop is closed: nobody is listening any more
+                for ticket, _, _ in events:
+                    ticket.cancelled = True
 
     def _admit(self, batch: Any, live: list[_Row]) -> Any:
         """Move waiting rows into the running batch and return it; None once the batcher stops and
@@ -258,9 +290,11 @@ class Batcher:
             for chunks in decode_rows(self.decoder, self.tokenizer, [r.ids for r in group], configs,
                                       should_stop=lambda i: group[i].ticket.cancelled, rows_out=state):
                 self._deliver(group, chunks, state)
+                self._flush()
             return
         except Exception as e:  # noqa: BLE001 - a failed step must not fail the rows that did nothing wrong
             error = e
+            self._flush()
         alive = [r for r in group if not r.ended]
         if len(group) == 1:
             if alive:
@@ -294,7 +328,7 @@ class Batcher:
         if not t.failed:
             t.failed = True
             t.cancel()  # its other rows stop at the next step
-            t._post("error", f"{type(error).__name__}: {error}")
+            self._post(t, "error", f"{type(error).__name__}: {error}")
 
     def _deliver(self, group: list[_Row], chunks: list[str], state: list) -> None:
         """Post one step's chunks, then the end of every row that finished in it."""
@@ -307,10 +341,12 @@ class Batcher:
                 text, row.pending = row.pending + text, ""
             else:
                 row.sent += text
-            if text and not row.ticket.cancelled:
+            if text and not row.ticket.stream:
+                row.held += text
+            elif text and not row.ticket.cancelled:
                 posts.setdefault(id(row.ticket), (row.ticket, []))[1].append((row.index, text))
         for t, pieces in posts.values():
-            t._post("chunks", pieces)
+            self._post(t, "chunks", pieces)
         for row, s in zip(group, state):
             if s.done and not row.ended:
                 self._end(row, s.finish_reason, s.gen)
@@ -324,13 +360,14 @@ class Batcher:
             self.metrics.cancelled.inc()
         if row.ticket.failed:
             return
-        if row.pending:  # text of the tokens kept from a failed attempt
-            row.ticket._post("chunks", [(row.index, row.pending)])
-            row.pending = ""
-        row.ticket._post("end", (row.index, FINISH.get(reason, "stop"), n_tokens))
+        rest = row.held + row.pending  # a non-streaming row's text; the text of tokens kept from a failed attempt
+        row.held = row.pending = ""
+        if rest:
+            self._post(row.ticket, "chunks", [(row.index, rest)])
+        self._post(row.ticket, "end", (row.index, FINISH.get(reason, "stop"), n_tokens))
         row.ticket._rows_left -= 1
         if row.ticket._rows_left == 0:
-            row.ticket._post("done", None)
+            self._post(row.ticket, "done", None)
 
 
 def _resumed_config(row: _Row) -> Any:

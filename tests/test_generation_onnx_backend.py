@@ -1,0 +1,163 @@
+"""``kogpt2.generation.onnx_backend``: the in-place KV cache and continuous batching on ONNX Runtime.
+
+Rows leaving and joining a running batch must move only the rows that change (no reallocation of
+the whole cache, the old cost of every join and leave in the server), and must decode exactly as
+they do alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from kogpt2.export import export_onnx  # noqa: E402
+from kogpt2.generation.api import encode_prompt, load  # noqa: E402
+from kogpt2.generation.config import SamplingConfig  # noqa: E402
+from kogpt2.generation.loop import DecodeBatch, Row, decode_rows  # noqa: E402
+from kogpt2.generation.onnx_backend import KVCache  # noqa: E402
+
+
+def filled(rows: int, length: int, capacity: int = 16, row_capacity: int | None = None) -> KVCache:
+    """A 2-buffer cache (rows, 2 heads, capacity, 3) whose slot s of row r holds 100 r + s + 1."""
+    cache = KVCache.empty(2, rows, 2, capacity, 3, rows=row_capacity)
+    for b in cache.storage:
+        for r in range(rows):
+            b[r, :, :length] = (100 * r + np.arange(1, length + 1))[None, :, None]
+    cache.length = length
+    return cache
+
+
+def row_values(cache: KVCache, row: int) -> list[float]:
+    return cache.buffers[1][row, 0, :cache.length, 0].tolist()
+
+
+def test_rows_leaving_are_compacted_in_place():
+    cache = filled(4, 5)
+    storage = cache.storage[0]
+    kept = cache.select(np.array([0, 2, 3]))
+    assert kept.storage[0] is storage and kept.n_rows == 3 and kept.buffers[0].shape[0] == 3
+    assert [row_values(kept, r) for r in range(3)] == [[1, 2, 3, 4, 5], [201, 202, 203, 204, 205],
+                                                       [301, 302, 303, 304, 305]]
+    assert kept.buffers[0].flags["C_CONTIGUOUS"]
+
+
+def test_reordering_with_repeats_copies():
+    cache = filled(2, 4)
+    beams = cache.select(np.array([1, 1, 0]))
+    assert beams.storage[0] is not cache.storage[0] and beams.n_rows == 3 and beams.length == 4
+    assert [row_values(beams, r) for r in range(3)] == [[101, 102, 103, 104]] * 2 + [[1, 2, 3, 4]]
+
+
+def test_a_shorter_row_joins_into_the_spare_rows_left_padded():
+    cache = filled(2, 5, row_capacity=4)
+    cache.storage[0][2:] = 7.0  # stale values of departed rows must not survive as padding
+    joined = cache.join(filled(1, 3))
+    assert joined.storage[0] is cache.storage[0] and joined.n_rows == 3 and joined.length == 5
+    assert joined.buffers[0][2, 0, :, 0].tolist()[:5] == [0, 0, 1, 2, 3]
+    assert row_values(joined, 0) == [1, 2, 3, 4, 5]
+
+
+def test_a_longer_row_shifts_the_running_rows_right():
+    cache = filled(2, 3, row_capacity=4)
+    joined = cache.join(filled(1, 6))
+    assert joined.storage[0] is cache.storage[0] and joined.length == 6
+    assert [row_values(joined, r) for r in range(3)] == [[0, 0, 0, 1, 2, 3], [0, 0, 0, 101, 102, 103],
+                                                         [1, 2, 3, 4, 5, 6]]
+
+
+def test_a_join_without_room_moves_to_larger_arrays():
+    cache = filled(2, 5)  # no spare row
+    joined = cache.join(filled(1, 5))
+    assert joined.storage[0] is not cache.storage[0] and joined.row_capacity >= 4
+    assert [row_values(joined, r)[0] for r in range(3)] == [1, 101, 1]
+
+
+def test_trim_drops_the_leading_slots():
+    cache = filled(2, 6)
+    cut = cache.trim(4)
+    assert cut.storage[0] is cache.storage[0] and cut.length == 2
+    assert [row_values(cut, r) for r in range(2)] == [[5, 6], [105, 106]]
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    return export_onnx(tiny_model_dir, tmp_path_factory.mktemp("onnx"))
+
+
+class ScoreLog:
+    """A logits processor that records each row's scores under its token sequence (padding cut)."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id, self.scores = pad_id, {}
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for ids, row in zip(input_ids.tolist(), scores):
+            start = next(i for i, t in enumerate(ids) if t != self.pad_id)
+            self.scores[tuple(ids[start:])] = row.clone()
+        return scores
+
+
+def _alone(dec, tok, ids, cfg, log: ScoreLog | None = None) -> list[int]:
+    rows: list[Row] = []
+    for _ in decode_rows(dec, tok, [ids], [cfg], rows_out=rows, stream_text=False,
+                         logits_processors=[log] if log else []):
+        pass
+    return rows[0].tokens
+
+
+@pytest.mark.slow
+def test_rows_joining_and_leaving_an_onnx_batch_decode_as_alone(onnx_dir):
+    dec, tok = load(onnx_dir, None, "onnx", "fp32")
+    texts = ("하늘이 맑고", "오늘", "나는 어두운 숲 속을 걸었다 그리고 하늘이 맑고 바람이 분다 오늘", "바다")
+    lengths = (30, 6, 12, 10)
+    prompts = [encode_prompt(tok, p, dec.context, 30) for p in texts]
+    assert len(prompts[2]) > max(map(len, prompts[:2])) + 3  # joins wider than the running rows
+    assert all(tok.pad_token_id not in p for p in prompts)
+    cfgs = [SamplingConfig(max_new_tokens=n, do_sample=i % 2 == 1, seed=i) for i, n in enumerate(lengths)]
+    alone, joined = ScoreLog(tok.pad_token_id), ScoreLog(tok.pad_token_id)
+    want = [_alone(dec, tok, p, c, alone) for p, c in zip(prompts, cfgs)]
+    batch = DecodeBatch(dec, tok, logits_processors=[joined])
+    rows = batch.add_rows(prompts[:2], cfgs[:2])
+    for _ in range(3):
+        batch.step()
+    rows += batch.add_rows([prompts[2]], [cfgs[2]])  # a longer prompt: the running rows shift right
+    storages = set()
+    while not batch.done:
+        if batch.steps == 7:  # after the second row left
+            rows += batch.add_rows([prompts[3]], [cfgs[3]])
+        if batch.past is not None:
+            storages.add(id(batch.past.storage[0]))
+            # the cache holds exactly the columns the mask covers
+            assert batch.past.length == batch.mask.shape[1] and batch.past.n_rows == len(batch.rows)
+        batch.step()
+    assert [r.tokens for r in rows] == want
+    # every row saw the scores it sees alone, at every step (the same sequences were scored)
+    assert joined.scores.keys() == alone.scores.keys()
+    for key, scores in joined.scores.items():
+        torch.testing.assert_close(scores, alone.scores[key], atol=1e-4, rtol=1e-4)
+    assert len(storages) <= 3  # rows left and joined without a new cache each time
+
+
+@pytest.mark.slow
+def test_padding_left_by_a_departed_long_row_is_cut_from_the_onnx_cache(onnx_dir):
+    dec, tok = load(onnx_dir, None, "onnx", "fp32")
+    long_cfg, short_cfg = SamplingConfig(max_new_tokens=20, do_sample=False), SamplingConfig(max_new_tokens=6,
+                                                                                          do_sample=False)
+    prompts = [encode_prompt(tok, p, dec.context, 20) for p in ("하늘이 맑고 바람이 분다", "오늘")]
+    batch = DecodeBatch(dec, tok)
+    long, = batch.add_rows([prompts[0]], [long_cfg])
+    for _ in range(6):
+        batch.step()
+    short, = batch.add_rows([prompts[1]], [short_cfg])
+    batch.step()
+    wide = batch.mask.shape[1]
+    batch.remove_row(long)
+    assert batch.mask.shape[1] == len(prompts[1]) == batch.past.length < wide
+    while not batch.done:
+        batch.step()
+    assert short.tokens == _alone(dec, tok, prompts[1], short_cfg)
