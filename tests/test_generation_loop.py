@@ -428,6 +428,23 @@ def test_a_removed_row_frees_its_slot_at_once(tiny_model_dir):
     assert batch.step() == [] and batch.past is None
 
 
+def test_the_last_row_takes_the_place_of_a_departed_one(tiny_model_dir):
+    from kogpt2.generation.loop import DecodeBatch
+
+    dec, tok = load(tiny_model_dir)
+    cfg = SamplingConfig(max_new_tokens=8, do_sample=False)
+    prompts = [encode_prompt(tok, p, dec.context, 8) for p in ("나는", "숲 속을", "하늘이", "오늘")]
+    batch = DecodeBatch(dec, tok)
+    rows = batch.add_rows(prompts, [cfg] * 4)
+    batch.step()
+    batch.remove_row(rows[0])
+    # one cache row moves (the last into the hole), not the three behind the departed one
+    assert batch.rows == [rows[3], rows[1], rows[2]]
+    while not batch.done:
+        batch.step()
+    assert [r.tokens for r in rows[1:]] == [_alone(dec, tok, p, cfg) for p in prompts[1:]]
+
+
 def test_min_new_tokens_masks_eos_in_sampling_and_greedy(tiny_tokenizer):
     dec = ScriptDecoder([EOS], len(tiny_tokenizer))  # the model always wants to stop
     for do_sample in (True, False):

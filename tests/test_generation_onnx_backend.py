@@ -46,11 +46,21 @@ def test_rows_leaving_are_compacted_in_place():
     assert kept.buffers[0].flags["C_CONTIGUOUS"]
 
 
+def test_the_last_rows_filling_the_holes_move_in_place():
+    cache = filled(5, 3)
+    storage = cache.storage[0]
+    kept = cache.select(np.array([0, 4, 2]))  # rows 1 and 3 left; row 4 takes slot 1
+    assert kept.storage[0] is storage and kept.n_rows == 3
+    assert [row_values(kept, r) for r in range(3)] == [[1, 2, 3], [401, 402, 403], [201, 202, 203]]
+
+
 def test_reordering_with_repeats_copies():
     cache = filled(2, 4)
     beams = cache.select(np.array([1, 1, 0]))
     assert beams.storage[0] is not cache.storage[0] and beams.n_rows == 3 and beams.length == 4
     assert [row_values(beams, r) for r in range(3)] == [[101, 102, 103, 104]] * 2 + [[1, 2, 3, 4]]
+    swapped = filled(2, 2).select(np.array([1, 0]))  # in place, row 0 would be overwritten before it is read
+    assert [row_values(swapped, r) for r in range(2)] == [[101, 102], [1, 2]]
 
 
 def test_a_shorter_row_joins_into_the_spare_rows_left_padded():

@@ -5,7 +5,7 @@ import math
 import torch
 
 from kogpt2.generation.config import SamplingConfig
-from kogpt2.generation.processors import argmax_rows, choose, draw, top_k, top_p
+from kogpt2.generation.processors import NgramIndex, apply_constraints, argmax_rows, choose, draw, top_k, top_p
 
 
 def test_argmax_rows_matches_torch_on_random_scores():
@@ -70,3 +70,22 @@ def test_draw_follows_the_probabilities_and_never_picks_an_impossible_token():
     assert torch.allclose(counts, probs.double(), atol=0.03)
     a = [draw(probs, torch.Generator().manual_seed(7)) for _ in range(3)]
     assert len(set(a)) == 1  # the same seed, the same token
+
+
+class _Row:
+    """The fields ``apply_constraints`` reads from a decoding row."""
+
+    def __init__(self, config: SamplingConfig, banned: list[int], ngrams=None, n_generated: int = 0) -> None:
+        self.config, self.banned_ids, self.ngrams, self.n_generated = config, banned, ngrams, n_generated
+
+
+def test_apply_constraints_penalises_only_seen_tokens_and_masks_each_rows_bans():
+    scores = torch.tensor([[2.0, -2.0, 2.0, -2.0, 1.0, 1.0], [2.0, -2.0, 2.0, -2.0, 1.0, 1.0]])  # exact in float32
+    seen = torch.tensor([[True, True, False, False, False, False], [False, False, True, False, False, False]])
+    ngrams = NgramIndex(2, [4, 5, 4])  # "4 5" was seen: after 4, 5 is banned
+    rows = [_Row(SamplingConfig(repetition_penalty=2.0, min_new_tokens=3), [3], n_generated=1),
+            _Row(SamplingConfig(repetition_penalty=1.6), [], ngrams=ngrams, n_generated=5)]
+    out = apply_constraints(scores.clone(), rows, seen, eos_id=0)
+    inf = -math.inf
+    assert out[0].tolist() == [inf, -4.0, 2.0, inf, 1.0, 1.0]  # eos blocked (1 < 3 new tokens), 3 banned
+    assert out[1].tolist() == [2.0, -2.0, 1.25, -2.0, 1.0, inf]

@@ -247,11 +247,19 @@ class DecodeBatch:
         self.rows = self.rows + new
 
     def _keep(self, keep: list[int]) -> None:
-        """Only the rows at ``keep`` stay in the cache."""
-        self.rows = [self.rows[i] for i in keep]
+        """Only the rows at ``keep`` (increasing) stay in the cache.
+
+        The last rows fill the holes left by the departed ones, so a cache that compacts in place
+        moves one row per departed row, not every row behind it."""
+        n, kept = len(keep), set(keep)
+        order = list(range(n))
+        for hole, row in zip([i for i in range(n) if i not in kept], [i for i in keep if i >= n]):
+            order[hole] = row
+        self.rows = [self.rows[i] for i in order]
         if not self.rows:
             self.past = self.mask = self.last_pos = self.next_ids = self.seen = None
             return
+        keep = order
         index = torch.tensor(keep, dtype=torch.long, device=self.device)
         self.past = self.decoder.reorder(self.past, index)
         self.mask, self.last_pos, self.seen = self.mask[index], self.last_pos[index], self.seen[index]

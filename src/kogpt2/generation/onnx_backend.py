@@ -126,11 +126,13 @@ class KVCache:
     def select(self, index: np.ndarray) -> "KVCache":
         """A cache of the given batch rows (beam reordering, finished rows dropped).
 
-        Increasing indices (rows leaving) are compacted in place; any other order or a repeat
-        (beams) makes a copy."""
+        Rows leaving are compacted in place: distinct indices where every moved row comes from
+        a slot at or after its new one (``index[i] >= i``), such as increasing indices or the last
+        rows filling the holes; any other order or a repeat (beams) makes a copy."""
         index = np.asarray(index, dtype=np.int64)
         n = self.length
-        if len(index) and np.all(np.diff(index) > 0) and index[-1] < self.n_rows:
+        if (len(index) and len(np.unique(index)) == len(index) and index.max() < self.n_rows
+                and np.all(index >= np.arange(len(index)))):
             for dst, src in enumerate(index.tolist()):
                 if dst != src:
                     for a in self.storage:

@@ -88,23 +88,31 @@ def apply_constraints(scores: torch.Tensor, rows: Sequence[Constrained], seen: t
 
     Args:
         scores: (B, V) logits or log-probabilities (the penalty divides positive scores and
-            multiplies negative ones, as CTRL and HF do).
+            multiplies negative ones, as CTRL and HF do); changed in place and returned.
         rows: one per score row.
         seen: (B, V) tokens already in each row, or None when no row has a penalty.
         eos_id: the ``</s>`` id.
     """
     cfgs = [r.config for r in rows]
     if seen is not None and any(c.repetition_penalty != 1 for c in cfgs):
-        pen = torch.tensor([c.repetition_penalty for c in cfgs], device=scores.device, dtype=scores.dtype)[:, None]
-        scores = torch.where(seen, torch.where(scores > 0, scores / pen, scores * pen), scores)
+        # NOTE: only the seen entries are touched (a few hundred per row, where a dense torch.where
+        # over (16, 16,384) took 1.8 ms of a server step)
+        pen = torch.tensor([c.repetition_penalty for c in cfgs], device=scores.device, dtype=scores.dtype)
+        r, c = seen.nonzero(as_tuple=True)
+        v, p = scores[r, c], pen[r]
+        scores[r, c] = torch.where(v > 0, v / p, v * p)
+    row_ids: list[int] = []
+    col_ids: list[int] = []
     for i, r in enumerate(rows):
         masked = list(r.banned_ids)
         if r.ngrams is not None:
             masked += r.ngrams.banned()
         if r.n_generated < r.config.eos_blocked_until:
             masked.append(eos_id)
-        if masked:
-            scores[i, masked] = -math.inf
+        row_ids += [i] * len(masked)
+        col_ids += masked
+    if col_ids:
+        scores[torch.tensor(row_ids, device=scores.device), torch.tensor(col_ids, device=scores.device)] = -math.inf
     return scores
 
 
@@ -154,8 +162,8 @@ def top_p(logits: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     else:
         desc = logits.sort(dim=-1, descending=True).values
     probs = desc.softmax(-1)
-    before = probs.cumsum(-1) - probs  # mass of the strictly more likely tokens
-    n_keep = (before < p).sum(-1, keepdim=True).clamp(min=1)  # (B, 1)
+    before = probs.cumsum(-1) - probs  # mass of the strictly more likely tokens (non-decreasing)
+    n_keep = torch.searchsorted(before, p.to(before.dtype).contiguous()).clamp(min=1)  # (B, 1): how many are < p
     cutoff = desc.gather(1, n_keep - 1)
     return logits.masked_fill(logits < cutoff, -math.inf)
 
