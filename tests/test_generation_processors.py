@@ -2,6 +2,8 @@
 
 import math
 
+import pytest
+
 import torch
 
 from kogpt2.generation.config import SamplingConfig
@@ -54,6 +56,25 @@ def test_top_p_keeps_the_same_nucleus_as_a_full_sort():
         assert torch.equal(torch.isinf(ours), torch.isinf(_top_p_by_full_sort(logits, p)))
         kept = torch.isfinite(ours).sum(-1)
         assert (kept >= 1).all() and (kept < 16384).all()
+
+
+@pytest.mark.parametrize("candidates", [8, 256])
+def test_top_p_matches_a_full_sort_whether_the_nucleus_is_inside_the_candidates_or_not(monkeypatch, candidates):
+    import kogpt2.generation.processors as processors
+
+    monkeypatch.setattr(processors, "TOP_P_CANDIDATES", candidates)
+    g = torch.Generator().manual_seed(5)
+    scale = torch.tensor([0.05, 0.5, 2.0, 8.0, 30.0, 100.0] * 2)[:, None]  # flat rows to peaked ones
+    logits = torch.randn(12, 4096, generator=g) * scale
+    logits[6, ::2] = -math.inf  # masked tokens
+    for p in (0.01, 0.3, 0.9, 0.99):
+        ours = top_p(logits, torch.full((12, 1), p))
+        assert torch.equal(torch.isinf(ours), torch.isinf(_top_p_by_full_sort(logits, p))), p
+    tied = logits.clone()
+    tied[1, :40] = 7.0  # the top value 40 times, straddling the candidates' boundary when there are 8
+    assert torch.isfinite(top_p(tied, torch.full((12, 1), 0.01))[1]).sum() == 40  # ties with the last kept stay
+    kept = torch.isfinite(top_p(logits, torch.full((12, 1), 0.9))).sum(-1)
+    assert kept.min() < candidates < kept.max()  # both ways were taken
 
 
 def test_top_p_always_keeps_the_top_token_and_ignores_masked_ones():

@@ -148,24 +148,55 @@ def top_k(logits: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return logits.masked_fill((k[:, None] > 0) & (logits < kth), -math.inf)
 
 
+TOP_P_CANDIDATES = 1024
+"""How many of a row's largest logits ``top_p`` looks at first on the CPU (all when the nucleus is larger)."""
+
+
 def top_p(logits: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """Keep the most likely tokens whose mass before them is < p (p: (B, 1)); the top token always stays.
 
     Tokens tied with the last one kept stay too. Only each row's cut-off value is needed, so the
     values are sorted without their indices.
 
-    NOTE: on the CPU numpy sorts them: 0.6 ms for (16, 16,384) float32, where ``torch.sort`` with
-    indices took 14 ms, which was most of a 16-row sampling step in the server.
+    NOTE: on the CPU a row's nucleus is first looked for among its ``TOP_P_CANDIDATES`` largest
+    logits (``np.partition``, then a sort of those few; the mass against the whole row's
+    log-sum-exp). Rows whose nucleus is wider are sorted whole, in numpy. A 16-row server step
+    spent 3 ms here with a full sort of (16, 16,384) and 14 ms with ``torch.sort`` and indices.
     """
     if logits.device.type == "cpu" and logits.dtype == torch.float32:
-        desc = torch.from_numpy(np.ascontiguousarray(np.sort(logits.detach().numpy(), axis=-1)[:, ::-1]))
-    else:
-        desc = logits.sort(dim=-1, descending=True).values
-    probs = desc.softmax(-1)
+        cutoff = _top_p_cutoff_cpu(logits.detach().numpy(), p.detach().cpu().numpy().astype(np.float32))
+        return logits.masked_fill(logits < torch.from_numpy(cutoff), -math.inf)
+    desc = logits.sort(dim=-1, descending=True).values
+    return logits.masked_fill(logits < _cutoff_of_sorted(desc, p), -math.inf)
+
+
+def _cutoff_of_sorted(desc: torch.Tensor, p: torch.Tensor, lse: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 1) the smallest kept value, given each row's values in descending order (``lse``: the
+    log-sum-exp of the whole row when ``desc`` holds only its largest values)."""
+    probs = desc.softmax(-1) if lse is None else (desc - lse).exp()
     before = probs.cumsum(-1) - probs  # mass of the strictly more likely tokens (non-decreasing)
     n_keep = torch.searchsorted(before, p.to(before.dtype).contiguous()).clamp(min=1)  # (B, 1): how many are < p
-    cutoff = desc.gather(1, n_keep - 1)
-    return logits.masked_fill(logits < cutoff, -math.inf)
+    return desc.gather(1, n_keep - 1)
+
+
+def _top_p_cutoff_cpu(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``_cutoff_of_sorted`` for a CPU float32 (B, V) array, looking at the largest values first."""
+    B, V = x.shape
+    k = TOP_P_CANDIDATES
+    cutoff = np.empty((B, 1), np.float32)
+    wide = np.arange(B)
+    if V > 2 * k:
+        cand = np.partition(x, V - k, axis=-1)[:, V - k:]
+        desc = torch.from_numpy(np.ascontiguousarray(np.sort(cand, axis=-1)[:, ::-1]))
+        lse = torch.from_numpy(x).logsumexp(-1, keepdim=True)
+        cut = _cutoff_of_sorted(desc, torch.from_numpy(p), lse).numpy()
+        inside = cut[:, 0] > desc[:, -1].numpy()  # the nucleus ends before the last candidate
+        cutoff[inside] = cut[inside]
+        wide = np.flatnonzero(~inside)
+    if len(wide):
+        desc = torch.from_numpy(np.ascontiguousarray(np.sort(x[wide], axis=-1)[:, ::-1]))
+        cutoff[wide] = _cutoff_of_sorted(desc, torch.from_numpy(p[wide])).numpy()
+    return cutoff
 
 
 def typical_p(logits: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
