@@ -41,3 +41,18 @@ def test_sentiment_lora_adapts_embeddings_by_default_and_chat_does_not_offer_it(
     assert p.parse_args(["sentiment", *base]).lora_embeddings is True
     assert p.parse_args(["sentiment", *base, "--no-lora-embeddings"]).lora_embeddings is False
     assert not hasattr(p.parse_args(["chat", *base]), "lora_embeddings")
+
+
+def test_a_sub_word_in_first_place_selects_its_own_parser(capsys):
+    from kogpt2.cli import build_parser
+
+    with pytest.raises(SystemExit) as e:
+        main(["pplm", "train-discrim", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "usage: kogpt2 pplm train-discrim" in out
+    assert "--max-examples" in out and "--bow" not in out
+    # the word anywhere else is a prompt word, parsed by the command's own parser
+    args = build_parser("pplm").parse_args(["오늘", "--bow", "공포"])
+    assert args.prompt == "오늘" and args.func.__name__ == "run"
+    args = build_parser("pplm", "train-discrim").parse_args(["--data", "d.txt", "--out", "o", "--epochs", "7"])
+    assert args.func.__name__ == "run_train" and args.epochs == 7

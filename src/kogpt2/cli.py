@@ -3,7 +3,9 @@
 Every subcommand is registered in ``COMMANDS`` below: name -> (module, one-line help).
 A command module exposes ``configure(parser)``, which adds its arguments (or its own
 sub-subcommands) and sets ``func`` as the parser default; ``func(args)`` does the work
-by calling the library. Modules are imported only when their command runs, so
+by calling the library. A command whose first argument is free text (``kogpt2 pplm PROMPT``)
+lists its sub-subcommands in ``SUBCOMMANDS`` (word -> ``configure``): that word in first place
+selects the other parser. Modules are imported only when their command runs, so
 ``kogpt2 generate`` starts fast.
 
 Examples::
@@ -51,13 +53,25 @@ def _top_parser() -> argparse.ArgumentParser:
     )
 
 
-def build_parser(name: str) -> argparse.ArgumentParser:
-    """Build the argument parser of one subcommand (imports its module)."""
+def build_parser(name: str, sub: str | None = None) -> argparse.ArgumentParser:
+    """Build the argument parser of one subcommand (imports its module), or of its ``sub`` word."""
     module_name, help_ = COMMANDS[name]
     module = importlib.import_module(module_name)
+    if sub is not None:
+        parser = argparse.ArgumentParser(prog=f"kogpt2 {name} {sub}")
+        module.SUBCOMMANDS[sub](parser)
+        return parser
     parser = argparse.ArgumentParser(prog=f"kogpt2 {name}", description=help_)
     module.configure(parser)
     return parser
+
+
+def _sub_word(name: str, rest: Sequence[str]) -> str | None:
+    """``rest[0]`` when it names one of the command's ``SUBCOMMANDS``."""
+    if not rest:
+        return None
+    module = importlib.import_module(COMMANDS[name][0])
+    return rest[0] if rest[0] in getattr(module, "SUBCOMMANDS", {}) else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -77,8 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: unknown command {name!r}; choose one of: {', '.join(COMMANDS)} "
               "(see `kogpt2 --help`)", file=sys.stderr)
         return 2
-    parser = build_parser(name)
-    args = parser.parse_args(argv[1:])
+    sub = _sub_word(name, argv[1:])
+    parser = build_parser(name, sub)
+    args = parser.parse_args(argv[2:] if sub else argv[1:])
     func: Callable[[argparse.Namespace], int | None] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()

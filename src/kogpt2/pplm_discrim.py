@@ -151,10 +151,35 @@ def accuracy(head: Discriminator, features: torch.Tensor, labels: torch.Tensor) 
         return float((head(features).argmax(-1) == labels).float().mean()) if len(labels) else float("nan")
 
 
-def train_discriminator(rows: list[tuple[str, int]], out: str | Path, model: Any = None, *,
-                        max_examples: int = 10000, valid_fraction: float = 0.1, epochs: int = 300,
-                        lr: float = 0.01, batch_size: int = 32, seed: int = 0,
-                        progress: bool = True) -> TrainResult:
+@dataclass
+class DiscrimTrainConfig:
+    """How ``train_discriminator`` samples the data and fits the head (``kogpt2 pplm train-discrim`` flags)."""
+
+    max_examples: int = 10000
+    """A balanced random sample of this many labelled rows is used."""
+    valid_fraction: float = 0.1
+    """Share of the sample held out to measure accuracy."""
+    epochs: int = 300
+    """Full-batch Adam steps on the head."""
+    lr: float = 0.01
+    """Learning rate of the head."""
+    batch_size: int = 32
+    """Texts per forward pass when the frozen model computes their features."""
+    seed: int = 0
+    """Seed of the sample and of the head's initialisation."""
+
+    def __post_init__(self) -> None:
+        from kogpt2.validate import number_problems
+
+        p = number_problems(max_examples=(self.max_examples, ">= 2"), valid_fraction=(self.valid_fraction, ">= 0 < 1"),
+                            epochs=(self.epochs, ">= 1"), lr=(self.lr, "> 0"), batch_size=(self.batch_size, ">= 1"))
+        if p:
+            raise KoGPT2Error("invalid discriminator training options: " + "; ".join(p))
+
+
+def train_discriminator(rows: list[tuple[str, int]], out: str | Path, model: Any = None,
+                        config: DiscrimTrainConfig | None = None, *, progress: bool = True,
+                        **fields: Any) -> TrainResult:
     """Train a positive/negative head for ``model`` (None = bundled) on ``rows`` and save it to ``out``.
 
     Args:
@@ -162,14 +187,15 @@ def train_discriminator(rows: list[tuple[str, int]], out: str | Path, model: Any
         out: directory to write.
         model: model directory, None (bundled), or a loaded HF model (then pass a tokenizer via
             ``kogpt2.generation.api.load`` first).
-        max_examples: a balanced random sample of this many rows is used.
-        valid_fraction: share held out to measure accuracy.
+        config: sampling and fitting options; or give its fields as keywords
+            (``valid_fraction=0.25, epochs=50``).
     """
+    cfg = config if config is not None else DiscrimTrainConfig(**fields)
+    max_examples, valid_fraction, epochs, lr, batch_size, seed = (cfg.max_examples, cfg.valid_fraction, cfg.epochs,
+                                                                  cfg.lr, cfg.batch_size, cfg.seed)
     from kogpt2.generation.api import load
     from kogpt2.generation.backends import TorchDecoder
 
-    if not 0 <= valid_fraction < 1:
-        raise KoGPT2Error(f"valid_fraction must be in [0, 1), got {valid_fraction}")
     decoder, tok = load(model)
     if not isinstance(decoder, TorchDecoder):
         raise KoGPT2Error("train-discrim needs a PyTorch model directory")
@@ -190,4 +216,4 @@ def train_discriminator(rows: list[tuple[str, int]], out: str | Path, model: Any
 
 
 __all__ = ["Discriminator", "CLASSES", "read_labelled", "balanced_sample", "mean_hidden_states", "fit_head",
-           "accuracy", "train_discriminator", "TrainResult"]
+           "accuracy", "train_discriminator", "TrainResult", "DiscrimTrainConfig"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from kogpt2.commands.pplm import PPLM_FLAGS, add_pplm_arguments
+from kogpt2.commands.pplm_args import add_pplm_flags, pplm_config, pplm_values
 from kogpt2.errors import KoGPT2Error
 
 
@@ -33,13 +33,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
     add_device_flags(parser)
     add_sampling_flags(parser, "pplm", exclude={"num_beams", "num_return_sequences", "stop"})
-    add_pplm_arguments(parser)
+    add_pplm_flags(parser)
     parser.set_defaults(func=run)
 
 
 def _settings(args: argparse.Namespace):
     from kogpt2.adventure import Settings
-    from kogpt2.commands.pplm import pplm_config
     from kogpt2.commands.sampling_args import sampling_values
     from kogpt2.generation.presets import resolve_config
 
@@ -48,9 +47,7 @@ def _settings(args: argparse.Namespace):
     max_new = resolve_config("pplm", **sampling).max_new_tokens  # validates the values too
     sampling.pop("max_new_tokens", None)
     pplm_config(args)  # validates
-    pplm = {n: getattr(args, n) for n in PPLM_FLAGS if getattr(args, n) is not None}
-    if args.decay:
-        pplm["decay"] = True
+    pplm = pplm_values(args)
     if args.no_pplm and pplm:
         raise KoGPT2Error("--no-pplm conflicts with PPLM strength options; drop one of them")
     return Settings(model=args.model, use_pplm=not args.no_pplm, max_new_tokens=max_new, sampling=sampling,

@@ -21,37 +21,10 @@ import sys
 
 from kogpt2.errors import KoGPT2Error
 
-PPLM_FLAGS = ("stepsize", "num_iterations", "window_length", "horizon_length", "gamma", "kl_scale",
-              "gm_scale", "grad_length")
-
-
-def add_pplm_arguments(parser: argparse.ArgumentParser) -> None:
-    """PPLM strength flags (defaults: ``kogpt2.pplm.PPLMConfig``)."""
-    g = parser.add_argument_group("PPLM strength")
-    g.add_argument("--stepsize", type=float, help="gradient step on the past (default 0.03; discrim 0.3)")
-    g.add_argument("--num-iterations", type=int, help="gradient steps per token (default 3; discrim 3)")
-    g.add_argument("--window-length", type=int, help="perturb only the last N positions, 0 = all (default 5)")
-    g.add_argument("--horizon-length", type=int, help="discriminator look-ahead steps (default 1)")
-    g.add_argument("--decay", action="store_true", help="decay the perturbation over the window")
-    g.add_argument("--gamma", type=float, help="gradient normalisation exponent (default 1.5; discrim 1.0)")
-    g.add_argument("--kl-scale", type=float, help="weight of the KL term to the unsteered model (default 0.01)")
-    g.add_argument("--gm-scale", type=float, help="weight of the steered distribution in the fusion (default 0.95)")
-    g.add_argument("--grad-length", type=int, help="stop perturbing after N tokens (default 10000)")
-
-
-def pplm_config(args: argparse.Namespace, discrim: bool = False):
-    """A ``PPLMConfig`` from the flags."""
-    from kogpt2.pplm import DISCRIM_DEFAULTS, PPLMConfig
-
-    values = dict(DISCRIM_DEFAULTS) if discrim else {}
-    values.update({n: getattr(args, n) for n in PPLM_FLAGS if getattr(args, n) is not None})
-    return PPLMConfig(decay=bool(args.decay), **values)
-
-
 # ---------------------------------------------------------------------------- parser
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    """Add the ``pplm`` arguments; ``kogpt2 pplm train-discrim ...`` has its own parser."""
+    """Add the ``pplm`` arguments; ``kogpt2 pplm train-discrim ...`` has its own parser (``SUBCOMMANDS``)."""
     parser.description = (parser.description or "") + (
         ". Train a discriminator first with: kogpt2 pplm train-discrim --data FILE --out DIR "
         "(see `kogpt2 pplm train-discrim --help`)")
@@ -67,43 +40,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
                    "(positive / negative)")
     parser.add_argument("--samples", type=int, default=1, help="samples per prompt (default 1)")
     parser.add_argument("--jsonl", action="store_true", help="one JSON object per sample instead of text")
+    from kogpt2.commands.pplm_args import add_pplm_flags
     from kogpt2.commands.sampling_args import add_sampling_flags
     from kogpt2.devices import add_device_flags
 
     add_device_flags(parser)
     add_sampling_flags(parser, "pplm", exclude={"num_beams", "num_return_sequences"})
-    add_pplm_arguments(parser)
+    add_pplm_flags(parser)
     parser.set_defaults(func=run)
-
-    train = argparse.ArgumentParser(prog="kogpt2 pplm train-discrim",
-                                    description="train the PPLM discriminator (linear head on the mean hidden "
-                                                "state) on NSMC-style data")
-    configure_train(train)
-    plain = parser.parse_known_args
-
-    # NOTE: argparse cannot mix a free-text PROMPT with sub-commands, so the word
-    # `train-discrim` in first place selects the training parser.
-    def parse_known_args(args=None, namespace=None):
-        args = list(sys.argv[1:] if args is None else args)
-        if args and args[0] == "train-discrim":
-            return train.parse_known_args(args[1:], namespace)
-        return plain(args, namespace)
-
-    parser.parse_known_args = parse_known_args
 
 
 def configure_train(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``kogpt2 pplm train-discrim``."""
+    """Arguments of ``kogpt2 pplm train-discrim`` (options: ``DiscrimTrainConfig``'s fields)."""
+    from kogpt2.config_flags import add_dataclass_flags
+    from kogpt2.pplm_discrim import DiscrimTrainConfig
+
+    parser.description = "train the PPLM discriminator (linear head on the mean hidden state) on NSMC-style data"
     parser.add_argument("--data", required=True, metavar="FILE",
                         help="id<TAB>document<TAB>label file with a header (NSMC ratings_train.txt)")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory to write the discriminator to")
     parser.add_argument("--model", metavar="DIR", help="the LM to steer later (default: the bundled kogpt2-small)")
-    parser.add_argument("--max-examples", type=int, default=10000, help="balanced sample size (default 10000)")
-    parser.add_argument("--valid-fraction", type=float, default=0.1, help="held-out share (default 0.1)")
-    parser.add_argument("--epochs", type=int, default=300, help="full-batch Adam steps on the head (default 300)")
-    parser.add_argument("--lr", type=float, default=0.01, help="learning rate (default 0.01)")
-    parser.add_argument("--seed", type=int, default=0, help="sampling and initialisation seed")
+    add_dataclass_flags(parser, DiscrimTrainConfig)
     parser.set_defaults(func=run_train)
+
+
+SUBCOMMANDS = {"train-discrim": configure_train}
+"""Words that, first after ``kogpt2 pplm``, select another parser (``kogpt2.cli``): PROMPT is free text,
+so argparse sub-parsers cannot be used."""
 
 
 # ---------------------------------------------------------------------------- running
@@ -132,6 +95,7 @@ def _attribute(args: argparse.Namespace, tokenizer):
 def run(args: argparse.Namespace) -> int:
     """Print unsteered and steered continuations; returns the exit status."""
     from kogpt2.commands.generate import quiet_libraries, read_prompts
+    from kogpt2.commands.pplm_args import pplm_config
     from kogpt2.commands.sampling_args import sampling_values
     from kogpt2.devices import resolve_device, set_threads
 
@@ -176,16 +140,14 @@ def run_train(args: argparse.Namespace) -> int:
     from kogpt2.commands.generate import quiet_libraries
 
     quiet_libraries()
-    from kogpt2.pplm_discrim import read_labelled, train_discriminator
-
-    from kogpt2.validate import check_numbers, output_dir
+    from kogpt2.config_flags import dataclass_kwargs
+    from kogpt2.pplm_discrim import DiscrimTrainConfig, read_labelled, train_discriminator
+    from kogpt2.validate import output_dir
 
     output_dir(args.out)
-    check_numbers(max_examples=(args.max_examples, ">= 2"), valid_fraction=(args.valid_fraction, ">= 0 < 1"),
-                  epochs=(args.epochs, ">= 1"), lr=(args.lr, "> 0"))
+    config = DiscrimTrainConfig(**dataclass_kwargs(DiscrimTrainConfig, args))  # checks the numbers
     rows = read_labelled(args.data)
-    r = train_discriminator(rows, args.out, args.model, max_examples=args.max_examples,
-                            valid_fraction=args.valid_fraction, epochs=args.epochs, lr=args.lr, seed=args.seed)
+    r = train_discriminator(rows, args.out, args.model, config)
     print(f"discriminator saved to {args.out}: {r.train_examples} training / {r.valid_examples} held-out "
           f"examples, accuracy {r.train_accuracy:.3f} train / {r.valid_accuracy:.3f} held out")
     return 0
