@@ -114,19 +114,10 @@ def test_no_private_names_imported_across_modules():
     assert not bad, "private names imported from another module: " + ", ".join(f"{a} imports {b}.{c}" for a, b, c in bad)
 
 
-# Command modules that still import another command (the generation engine's change moves
-# quiet_libraries/read_prompts and the PPLM flags into the library); drop them once landed.
-KNOWN_COMMAND_IMPORTS = {("kogpt2.commands.adventure", "kogpt2.commands.pplm"),
-                         ("kogpt2.commands.adventure", "kogpt2.commands.generate"),
-                         ("kogpt2.commands.chat", "kogpt2.commands.generate"),
-                         ("kogpt2.commands.classify", "kogpt2.commands.generate"),
-                         ("kogpt2.commands.pplm", "kogpt2.commands.generate")}
-
-
 def test_command_modules_do_not_import_each_other():
     from kogpt2.cli import COMMANDS
 
     commands = {module for module, _ in COMMANDS.values()}
     graph = import_graph()
-    bad = sorted((c, m) for c in commands for m in graph[c] & commands if (c, m) not in KNOWN_COMMAND_IMPORTS)
+    bad = sorted((c, m) for c in commands for m in graph[c] & commands)
     assert not bad, f"command modules importing other commands (move the shared code into the library): {bad}"

@@ -38,7 +38,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kogpt2.commands.generate import quiet_libraries
+    from kogpt2.commands.common import quiet_libraries
     from kogpt2.commands.sampling_args import sampling_values
     from kogpt2.devices import resolve_device, set_threads
 

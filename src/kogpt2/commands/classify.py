@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kogpt2.commands.generate import quiet_libraries
+    from kogpt2.commands.common import quiet_libraries
     from kogpt2.devices import place, resolve_device, set_threads
 
     quiet_libraries()

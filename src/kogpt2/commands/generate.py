@@ -40,19 +40,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
-def read_prompts(args: argparse.Namespace) -> list[str]:
-    """The prompts of a generate-like command: one PROMPT or the lines of --prompts FILE."""
-    if (args.prompt is None) == (args.prompts is None):
-        raise KoGPT2Error("give a PROMPT or --prompts FILE (exactly one)")
-    if args.prompt is not None:
-        return [args.prompt]
-    from kogpt2.textio import read_text_lines
-
-    return read_text_lines(args.prompts, "--prompts")
-
-
 def run(args: argparse.Namespace) -> int:
     """Generate and print; returns the exit status."""
+    from kogpt2.commands.common import quiet_libraries, read_prompts
     from kogpt2.commands.sampling_args import sampling_values
     from kogpt2.devices import resolve_device, set_threads
     from kogpt2.generation.backends import BACKENDS, DTYPES, check_choice, pick_backend
@@ -124,17 +114,3 @@ def _precheck(model_dir: Path, backend: str, max_new_tokens: int, dtype: str = "
         raise KoGPT2Error(f"max_new_tokens={max_new_tokens} does not fit the model's context of {context} "
                           f"tokens; ask for fewer than {context}")
     return True
-
-
-def quiet_libraries() -> None:
-    """No loading progress bars from transformers; warnings on one line."""
-    import warnings
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        print(f"warning: {message}", file=sys.stderr)
-
-    warnings.showwarning = show
-    from transformers.utils import logging
-
-    logging.disable_progress_bar()
-    logging.set_verbosity_error()

@@ -94,7 +94,7 @@ def _attribute(args: argparse.Namespace, tokenizer):
 
 def run(args: argparse.Namespace) -> int:
     """Print unsteered and steered continuations; returns the exit status."""
-    from kogpt2.commands.generate import quiet_libraries, read_prompts
+    from kogpt2.commands.common import quiet_libraries, read_prompts
     from kogpt2.commands.pplm_args import pplm_config
     from kogpt2.commands.sampling_args import sampling_values
     from kogpt2.devices import resolve_device, set_threads
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train and save a discriminator; prints its accuracy."""
-    from kogpt2.commands.generate import quiet_libraries
+    from kogpt2.commands.common import quiet_libraries
 
     quiet_libraries()
     from kogpt2.config_flags import dataclass_kwargs
