@@ -445,6 +445,24 @@ def test_the_last_row_takes_the_place_of_a_departed_one(tiny_model_dir):
     assert [r.tokens for r in rows[1:]] == [_alone(dec, tok, p, cfg) for p in prompts[1:]]
 
 
+def test_a_row_that_does_not_stream_gets_its_whole_text_when_it_ends(tiny_model_dir):
+    from kogpt2.generation.loop import DecodeBatch
+
+    dec, tok = load(tiny_model_dir)
+    cfg = SamplingConfig(max_new_tokens=12, do_sample=True, seed=3)
+    prompt = encode_prompt(tok, "나는 어두운 숲 속을", dec.context, 12)
+    batch = DecodeBatch(dec, tok)
+    streamed, = batch.add_rows([prompt], [cfg])
+    held, = batch.add_rows([prompt], [cfg], stream_text=False)
+    chunks: dict = {id(streamed): [], id(held): []}
+    while not batch.done:
+        for row, text in batch.step():
+            chunks[id(row)].append(text)
+    assert len([c for c in chunks[id(streamed)] if c]) > 1
+    assert len(chunks[id(held)]) == 1  # only at its end: no text decoded per step
+    assert chunks[id(held)][0] == "".join(chunks[id(streamed)]) == held.emitted != ""
+
+
 def test_min_new_tokens_masks_eos_in_sampling_and_greedy(tiny_tokenizer):
     dec = ScriptDecoder([EOS], len(tiny_tokenizer))  # the model always wants to stop
     for do_sample in (True, False):

@@ -160,13 +160,18 @@ class DecodeBatch:
         self.steps = 0
 
     # ---------------------------------------------------------------- rows
-    def add_rows(self, prompt_ids: Sequence[Sequence[int]], configs: Sequence[SamplingConfig]) -> list[Row]:
-        """Queue rows (non-empty token id lists, one config each); they start at the next step."""
+    def add_rows(self, prompt_ids: Sequence[Sequence[int]], configs: Sequence[SamplingConfig],
+                 stream_text: bool | None = None) -> list[Row]:
+        """Queue rows (non-empty token id lists, one config each); they start at the next step.
+
+        ``stream_text``: whether these rows make text at every step (None: the batch's setting);
+        False gives their whole text when they end (no decoding per step)."""
         if len(prompt_ids) != len(configs):
             raise KoGPT2Error(f"add_rows needs one config per prompt, got {len(prompt_ids)} and {len(configs)}")
         if any(not p for p in prompt_ids):
             raise KoGPT2Error("a prompt must hold at least one token (an empty prompt is [eos])")
-        rows = [Row(p, c, self.tokenizer, self.eos_id, self.stream_text, banned_ids(self.tokenizer, c.banned_tokens))
+        stream = self.stream_text if stream_text is None else stream_text
+        rows = [Row(p, c, self.tokenizer, self.eos_id, stream, banned_ids(self.tokenizer, c.banned_tokens))
                 for p, c in zip(prompt_ids, configs)]
         self.pending.extend(rows)
         return rows

@@ -242,7 +242,7 @@ class Batcher:
 
         try:
             row.ids = encode_prompt(self.tokenizer, row.prompt, self.decoder.context, row.config.max_new_tokens)
-            row.state, = batch.add_rows([row.ids], [row.config])
+            row.state, = batch.add_rows([row.ids], [row.config], stream_text=row.ticket.stream)
         except Exception as e:  # noqa: BLE001 - one bad prompt fails its own request only
             self._fail(row, e)
             return
