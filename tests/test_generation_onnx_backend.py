@@ -22,27 +22,29 @@ from kogpt2.generation.loop import DecodeBatch, Row, decode_rows  # noqa: E402
 from kogpt2.generation.onnx_backend import KVCache  # noqa: E402
 
 
-def filled(rows: int, length: int, capacity: int = 16, row_capacity: int | None = None) -> KVCache:
-    """A 2-buffer cache (rows, 2 heads, capacity, 3) whose slot s of row r holds 100 r + s + 1."""
+def filled(rows: int, length: int | list[int], capacity: int = 16, row_capacity: int | None = None) -> KVCache:
+    """A 2-buffer cache (rows, 2 heads, capacity, 3) whose slot s of row r holds 100 r + s + 1
+    (in the row's first ``length`` slots; one length for all rows or one per row)."""
+    lengths = [length] * rows if isinstance(length, int) else length
     cache = KVCache.empty(2, rows, 2, capacity, 3, rows=row_capacity)
     for b in cache.storage:
-        for r in range(rows):
-            b[r, :, :length] = (100 * r + np.arange(1, length + 1))[None, :, None]
-    cache.length = length
+        for r, n in enumerate(lengths):
+            b[r, :, :n] = (100 * r + np.arange(1, n + 1))[None, :, None]
+    cache.lengths = np.array(lengths)
     return cache
 
 
 def row_values(cache: KVCache, row: int) -> list[float]:
-    return cache.buffers[1][row, 0, :cache.length, 0].tolist()
+    return cache.buffers[1][row, 0, :cache.lengths[row], 0].tolist()
 
 
 def test_rows_leaving_are_compacted_in_place():
-    cache = filled(4, 5)
+    cache = filled(4, [5, 2, 3, 4])
     storage = cache.storage[0]
     kept = cache.select(np.array([0, 2, 3]))
     assert kept.storage[0] is storage and kept.n_rows == 3 and kept.buffers[0].shape[0] == 3
-    assert [row_values(kept, r) for r in range(3)] == [[1, 2, 3, 4, 5], [201, 202, 203, 204, 205],
-                                                       [301, 302, 303, 304, 305]]
+    assert kept.lengths.tolist() == [5, 3, 4] and kept.length == 5
+    assert [row_values(kept, r) for r in range(3)] == [[1, 2, 3, 4, 5], [201, 202, 203], [301, 302, 303, 304]]
     assert kept.buffers[0].flags["C_CONTIGUOUS"]
 
 
@@ -55,29 +57,22 @@ def test_the_last_rows_filling_the_holes_move_in_place():
 
 
 def test_reordering_with_repeats_copies():
-    cache = filled(2, 4)
+    cache = filled(2, [4, 2])
     beams = cache.select(np.array([1, 1, 0]))
-    assert beams.storage[0] is not cache.storage[0] and beams.n_rows == 3 and beams.length == 4
-    assert [row_values(beams, r) for r in range(3)] == [[101, 102, 103, 104]] * 2 + [[1, 2, 3, 4]]
+    assert beams.storage[0] is not cache.storage[0] and beams.n_rows == 3 and beams.lengths.tolist() == [2, 2, 4]
+    assert [row_values(beams, r) for r in range(3)] == [[101, 102]] * 2 + [[1, 2, 3, 4]]
     swapped = filled(2, 2).select(np.array([1, 0]))  # in place, row 0 would be overwritten before it is read
     assert [row_values(swapped, r) for r in range(2)] == [[101, 102], [1, 2]]
 
 
-def test_a_shorter_row_joins_into_the_spare_rows_left_padded():
+def test_rows_join_into_the_spare_rows_without_padding():
     cache = filled(2, 5, row_capacity=4)
-    cache.storage[0][2:] = 7.0  # stale values of departed rows must not survive as padding
     joined = cache.join(filled(1, 3))
-    assert joined.storage[0] is cache.storage[0] and joined.n_rows == 3 and joined.length == 5
-    assert joined.buffers[0][2, 0, :, 0].tolist()[:5] == [0, 0, 1, 2, 3]
-    assert row_values(joined, 0) == [1, 2, 3, 4, 5]
-
-
-def test_a_longer_row_shifts_the_running_rows_right():
-    cache = filled(2, 3, row_capacity=4)
-    joined = cache.join(filled(1, 6))
-    assert joined.storage[0] is cache.storage[0] and joined.length == 6
-    assert [row_values(joined, r) for r in range(3)] == [[0, 0, 0, 1, 2, 3], [0, 0, 0, 101, 102, 103],
-                                                         [1, 2, 3, 4, 5, 6]]
+    assert joined.storage[0] is cache.storage[0] and joined.n_rows == 3 and joined.lengths.tolist() == [5, 5, 3]
+    assert row_values(joined, 2) == [1, 2, 3] and row_values(joined, 0) == [1, 2, 3, 4, 5]
+    longer = joined.join(filled(1, 9))  # a longer row moves nothing already there
+    assert longer.storage[0] is cache.storage[0] and longer.length == 9
+    assert row_values(longer, 0) == [1, 2, 3, 4, 5] and row_values(longer, 3) == list(range(1, 10))
 
 
 def test_a_join_without_room_moves_to_larger_arrays():
@@ -87,11 +82,11 @@ def test_a_join_without_room_moves_to_larger_arrays():
     assert [row_values(joined, r)[0] for r in range(3)] == [1, 101, 1]
 
 
-def test_trim_drops_the_leading_slots():
+def test_a_left_padded_prefill_is_moved_to_the_first_slots():
     cache = filled(2, 6)
-    cut = cache.trim(4)
-    assert cut.storage[0] is cache.storage[0] and cut.length == 2
-    assert [row_values(cut, r) for r in range(2)] == [[5, 6], [105, 106]]
+    cache.lengths = np.array([4, 6])  # row 0 was padded by 2 on the left
+    aligned = cache.left_aligned(np.array([2, 0]))
+    assert row_values(aligned, 0) == [3, 4, 5, 6] and row_values(aligned, 1) == [101, 102, 103, 104, 105, 106]
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +149,16 @@ def test_rows_joining_and_leaving_an_onnx_batch_decode_as_alone(onnx_dir):
     assert len(storages) <= 3  # rows left and joined without a new cache each time
     # the widest row's departure cut the padding it had imposed on the others (Decoder.trim)
     assert any(b < a for a, b in zip(widths, widths[1:]))
+
+
+@pytest.mark.slow
+def test_beam_search_on_onnx_matches_torch(onnx_dir, tiny_model_dir):
+    from kogpt2.generation.api import generate
+
+    kwargs = dict(do_sample=False, num_beams=3, num_return_sequences=3, max_new_tokens=10)
+    onnx = load(onnx_dir, None, "onnx", "fp32")
+    torch_ = load(tiny_model_dir)
+    for prompt in ("나는 어두운 숲 속을", "오늘"):
+        got = generate(prompt, model=onnx[0], tokenizer=onnx[1], **kwargs)
+        want = generate(prompt, model=torch_[0], tokenizer=torch_[1], **kwargs)
+        assert got == want and len(set(got)) > 1

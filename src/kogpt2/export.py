@@ -7,7 +7,8 @@ The output directory holds ``model.onnx`` (and ``model_int8.onnx``), ``config.js
 ``generation_config.json`` and the tokenizer files, so it runs from ONNX Runtime in any
 language. Graph interface (L layers, H heads, D = head size, P = cached length)::
 
-    inputs   input_ids (B, T) int64, attention_mask (B, P+T) int64 (1 = token, 0 = left pad),
+    inputs   input_ids (B, T) int64, attention_mask (B, P+T) int64 (1 = token, 0 = left pad;
+             or, in a shared cache buffer, right padding: each row's tokens in its first slots),
              position_ids (B, T) int64, past_key_values.{i}.key / .value (B, H, P, D) float32
     outputs  logits (B, 1, V) float32 (the last position), present.{i}.key / .value (B, H, P+T, D)
 
@@ -36,7 +37,7 @@ from kogpt2.errors import KoGPT2Error
 ONNX_FILE = "model.onnx"
 ONNX_INT8_FILE = "model_int8.onnx"
 OPSET = 17
-EXPORT_FORMAT = 2  # 2: GroupQueryAttention with an in-place cache, last-position logits
+EXPORT_FORMAT = 3  # 2: GroupQueryAttention with an in-place cache, last-position logits; 3: per-row cache lengths
 OMITTED = -77  # marker value of an omitted optional input while tracing
 COPIED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                 "special_tokens_map.json")
@@ -127,7 +128,12 @@ class KVGraph(nn.Module):
         tr = self.model.transformer
         x = tr.wte(input_ids) + tr.wpe(position_ids)  # (B, T, C)
         ones = torch.ones_like(attention_mask)  # (B, S): S = P + T, padding included
-        seqlens_k = (ones.sum(1) - 1).to(torch.int32)  # (B,) last filled cache slot of each row
+        # The last filled cache slot of each row: the slot of its last 1 in the mask. A left-padded
+        # mask gives S - 1 for every row (as Hugging Face pads); a right-padded one each row's own
+        # length - 1, so rows of different lengths share one cache without padding between their
+        # tokens, and the attention reads each row's own slots only (OnnxDecoder's layout).
+        slot = ones.cumsum(1) - 1  # (B, S) 0 .. S-1
+        seqlens_k = (slot * attention_mask).amax(1).to(torch.int32)  # (B,)
         total = ones[0].sum().to(torch.int32)  # () S
         # Left padding is a key bias (-1e9, not -inf: a fully padded query row stays finite);
         # causality is the kernel's own.

@@ -15,7 +15,9 @@ Design:
     per-row position ids, so padding is never attended to and a row decodes as it would alone.
     Rows added while others run are prefilled on their own and joined into the cache
     (``Decoder.join``); finished or removed rows leave it (``Decoder.reorder``), and the columns
-    that became padding for every remaining row are cut off (``Decoder.trim``).
+    that became padding for every remaining row are cut off (``Decoder.trim``). The mask
+    describes the rows as left-padded; a backend may store them otherwise (ONNX Runtime keeps
+    each row's tokens in its first cache slots and needs only each row's count).
   * Every row has its own ``SamplingConfig``, random generator and stop conditions (``</s>``
     after ``min_new_tokens``, ``max_new_tokens``, stop sequences), so a seeded row gives the same
     text alone or in any batch (up to float rounding of padded batches).

@@ -75,22 +75,26 @@ class KVCache:
     graph's ``past`` input and as its ``present`` output, so the attention kernel writes the
     new keys/values into the free slots and nothing else is copied.
 
-    Rows leaving (:meth:`select` with increasing indices) are compacted within the arrays,
-    rows joining (:meth:`join`) are copied into the spare rows, and :meth:`trim` shifts the
-    used slots left, so continuous batching moves only the rows that changed instead of
-    reallocating the whole cache. Either dimension grows by doubling when it runs out
-    (amortised, rare). These methods return a cache that may share the arrays of the one
-    they were called on, which must not be used afterwards.
+    Every row keeps its own tokens in its first ``lengths[row]`` slots (no padding between
+    them): the decoder hands the graph a right-padded mask, so the attention of each row reads
+    its own slots only, however long the other rows are. Rows leaving (:meth:`select` with
+    increasing indices) are compacted within the arrays and rows joining (:meth:`join`) are
+    copied into the spare rows, so continuous batching moves only the rows that change.
+    Either dimension grows by doubling when it runs out (amortised, rare). These methods
+    return a cache that may share the arrays of the one they were called on, which must not
+    be used afterwards.
     """
 
-    def __init__(self, storage: list[np.ndarray], length: int, n_rows: int | None = None):
+    def __init__(self, storage: list[np.ndarray], lengths: np.ndarray, n_rows: int | None = None):
         import onnxruntime as ort
 
         self.storage = storage  # (row capacity, H, slot capacity, D) each
         self.n_rows = storage[0].shape[0] if n_rows is None else n_rows
+        self.lengths = np.asarray(lengths, dtype=np.int64)  # (n_rows,) filled slots of each row
+        if self.lengths.shape != (self.n_rows,):
+            raise ValueError(f"{self.n_rows} rows need {self.n_rows} lengths, got {self.lengths.shape}")
         self.buffers = [a[:self.n_rows] for a in storage]  # contiguous views
         self.values = [ort.OrtValue.ortvalue_from_numpy(b) for b in self.buffers]
-        self.length = length  # filled slots (padding included)
         self.binding = None  # the session's IOBinding with these buffers bound, made on first use
 
     @classmethod
@@ -98,7 +102,12 @@ class KVCache:
               ) -> "KVCache":
         """``n`` zeroed buffers of (batch, heads, capacity, head_dim), with room for ``rows`` rows."""
         return cls([np.zeros((max(batch, rows or 0), heads, capacity, head_dim), np.float32) for _ in range(n)],
-                   0, batch)
+                   np.zeros(batch, np.int64), batch)
+
+    @property
+    def length(self) -> int:
+        """Slots the longest row fills."""
+        return int(self.lengths.max()) if self.n_rows else 0
 
     @property
     def capacity(self) -> int:
@@ -112,9 +121,10 @@ class KVCache:
         """A copy of the used part in new arrays with room for ``rows`` rows and ``slots`` slots."""
         _, H, _, D = self.storage[0].shape
         out = KVCache.empty(len(self.storage), self.n_rows, H, slots, D, rows=rows)
+        n = self.length
         for new, old in zip(out.storage, self.storage):
-            new[:self.n_rows, :, :self.length] = old[:self.n_rows, :, :self.length]
-        out.length = self.length
+            new[:self.n_rows, :, :n] = old[:self.n_rows, :, :n]
+        out.lengths = self.lengths.copy()
         return out
 
     def grown(self, needed: int) -> "KVCache":
@@ -130,44 +140,44 @@ class KVCache:
         a slot at or after its new one (``index[i] >= i``), such as increasing indices or the last
         rows filling the holes; any other order or a repeat (beams) makes a copy."""
         index = np.asarray(index, dtype=np.int64)
-        n = self.length
+        lengths = self.lengths[index]
         if (len(index) and len(np.unique(index)) == len(index) and index.max() < self.n_rows
                 and np.all(index >= np.arange(len(index)))):
             for dst, src in enumerate(index.tolist()):
                 if dst != src:
+                    n = int(self.lengths[src])
                     for a in self.storage:
                         a[dst, :, :n] = a[src, :, :n]
-            return KVCache(self.storage, n, len(index))
+            return KVCache(self.storage, lengths, len(index))
+        n = self.length
         picked = [b[index] for b in self.buffers]
         out = KVCache.empty(len(picked), len(index), picked[0].shape[1], self.capacity, picked[0].shape[3])
         for new, old in zip(out.storage, picked):
             new[:, :, :n] = old[:, :, :n]
-        out.length = n
+        out.lengths = lengths
         return out
 
     def join(self, other: "KVCache") -> "KVCache":
-        """This cache's rows then ``other``'s; the shorter one left-padded (zeros) to the longer length."""
+        """This cache's rows then ``other``'s, each row's tokens in its first slots."""
         n = max(self.length, other.length)
         rows = self.n_rows + other.n_rows
         cache = self
         if rows > self.row_capacity or n + 1 > self.capacity:
             cache = self._moved(max(rows, 2 * self.row_capacity), max(n + INITIAL_ROOM, self.capacity))
-        shift, B = n - self.length, self.n_rows
+        m = other.length
         for a, b in zip(cache.storage, other.storage):
-            if shift:  # the new rows are longer: move the running rows right (numpy copes with the overlap)
-                a[:B, :, shift:n] = a[:B, :, :self.length]
-                a[:B, :, :shift] = 0
-            pad = n - other.length
-            a[B:rows, :, :pad] = 0
-            a[B:rows, :, pad:n] = b[:other.n_rows, :, :other.length]
-        return KVCache(cache.storage, n, rows)
+            a[self.n_rows:rows, :, :m] = b[:other.n_rows, :, :m]
+        return KVCache(cache.storage, np.concatenate([self.lengths, other.lengths]), rows)
 
-    def trim(self, start: int) -> "KVCache":
-        """The cache without its first ``start`` slots (shifted left in place)."""
-        n = self.length - start
-        for a in self.storage:
-            a[:self.n_rows, :, :n] = a[:self.n_rows, :, start:self.length]
-        return KVCache(self.storage, n, self.n_rows)
+    def left_aligned(self, pads: np.ndarray) -> "KVCache":
+        """This cache after a prefill of left-padded rows (``pads[row]`` leading slots of padding):
+        each row's tokens moved to its first slots, in place."""
+        for row, pad in enumerate(pads.tolist()):
+            if pad:
+                n = int(self.lengths[row])
+                for a in self.storage:
+                    a[row, :, :n] = a[row, :, pad:pad + n]
+        return self
 
 
 class OnnxDecoder(Decoder):
@@ -207,12 +217,18 @@ class OnnxDecoder(Decoder):
         import onnxruntime as ort
 
         B, T = input_ids.shape
-        if past is None:
-            past = KVCache.empty(2 * self.n_layer, B, self.n_head, T + INITIAL_ROOM, self.head_dim)
-        if attention_mask.shape[1] != past.length + T:
-            raise ValueError(f"attention_mask covers {attention_mask.shape[1]} positions; the cache holds "
-                             f"{past.length} and {T} are new")
-        cache = past.grown(past.length + T)
+        counts = attention_mask.sum(1).numpy()  # (B,) tokens of each row, the new ones included
+        if past is None:  # a prefill: the graph reads the (left-padded) mask as it is
+            cache = KVCache.empty(2 * self.n_layer, B, self.n_head, T + INITIAL_ROOM, self.head_dim)
+            mask = attention_mask.numpy()
+        else:
+            if attention_mask.shape[0] != past.n_rows or not np.array_equal(counts - T, past.lengths):
+                raise ValueError(f"attention_mask covers {counts.tolist()} tokens per row; the cache holds "
+                                 f"{past.lengths.tolist()} and {T} are new")
+            width = int(counts.max())
+            cache = past.grown(width)
+            # each row's tokens sit in its first slots: a right-padded mask of the cache's layout
+            mask = (np.arange(width)[None, :] < counts[:, None]).astype(np.int64)
         io = cache.binding
         if io is None:
             io = cache.binding = self.session.io_binding()
@@ -221,12 +237,14 @@ class OnnxDecoder(Decoder):
             for name, value in zip(self.output_names[1:], cache.values):
                 io.bind_ortvalue_output(name, value)
         io.bind_cpu_input("input_ids", input_ids.numpy())
-        io.bind_cpu_input("attention_mask", attention_mask.numpy())
+        io.bind_cpu_input("attention_mask", mask)
         io.bind_cpu_input("position_ids", position_ids.numpy())
         logits = np.empty((B, 1, self.vocab_size), np.float32)  # fresh each step: the caller may keep it
         io.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
         self.session.run_with_iobinding(io)
-        cache.length += T
+        cache.lengths = counts.astype(np.int64)
+        if past is None and (counts < T).any():
+            cache = cache.left_aligned(T - counts)
         return torch.from_numpy(logits[:, 0, :]), cache
 
     def reorder(self, past, index):
@@ -236,4 +254,4 @@ class OnnxDecoder(Decoder):
         return past.join(other)
 
     def trim(self, past, start):
-        return past.trim(start)
+        return past  # rows keep their tokens in their first slots: the leading padding is only in the mask
