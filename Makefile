@@ -20,7 +20,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 # Export the bundled model once into the ONNX cache, so `kogpt2 generate` (--backend auto)
 # starts in ONNX Runtime without loading transformers' model code.
-$(VENV)/.onnx-cache: $(VENV)/.installed src/kogpt2/models/kogpt2-small/model.safetensors
+$(VENV)/.onnx-cache: $(VENV)/.installed src/kogpt2/models/kogpt2-small/model.safetensors src/kogpt2/export.py
 	$(BIN)/kogpt2 export onnx --cache
 	touch $@
 
