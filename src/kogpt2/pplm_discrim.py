@@ -191,19 +191,18 @@ def train_discriminator(rows: list[tuple[str, int]], out: str | Path, model: Any
             (``valid_fraction=0.25, epochs=50``).
     """
     cfg = config if config is not None else DiscrimTrainConfig(**fields)
-    max_examples, valid_fraction, epochs, lr, batch_size, seed = (cfg.max_examples, cfg.valid_fraction, cfg.epochs,
-                                                                  cfg.lr, cfg.batch_size, cfg.seed)
     from kogpt2.generation.api import load
     from kogpt2.generation.backends import TorchDecoder
 
     decoder, tok = load(model)
     if not isinstance(decoder, TorchDecoder):
         raise KoGPT2Error("train-discrim needs a PyTorch model directory")
-    data = balanced_sample(rows, max_examples, seed)
-    feats = mean_hidden_states(decoder.model, tok, [t for t, _ in data], batch_size=batch_size, progress=progress)
+    data = balanced_sample(rows, cfg.max_examples, cfg.seed)
+    feats = mean_hidden_states(decoder.model, tok, [t for t, _ in data], batch_size=cfg.batch_size,
+                               progress=progress)
     labels = torch.tensor([y for _, y in data])
-    n_valid = int(len(data) * valid_fraction)
-    head = fit_head(feats[n_valid:], labels[n_valid:], CLASSES, epochs=epochs, lr=lr, seed=seed)
+    n_valid = int(len(data) * cfg.valid_fraction)
+    head = fit_head(feats[n_valid:], labels[n_valid:], CLASSES, epochs=cfg.epochs, lr=cfg.lr, seed=cfg.seed)
     result = TrainResult(train_examples=len(data) - n_valid, valid_examples=n_valid,
                          train_accuracy=accuracy(head, feats[n_valid:], labels[n_valid:]),
                          valid_accuracy=accuracy(head, feats[:n_valid], labels[:n_valid]))

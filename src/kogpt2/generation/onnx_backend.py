@@ -150,10 +150,10 @@ class KVCache:
                         a[dst, :, :n] = a[src, :, :n]
             return KVCache(self.storage, lengths, len(index))
         n = self.length
-        picked = [b[index] for b in self.buffers]
-        out = KVCache.empty(len(picked), len(index), picked[0].shape[1], self.capacity, picked[0].shape[3])
-        for new, old in zip(out.storage, picked):
-            new[:, :, :n] = old[:, :, :n]
+        _, H, _, D = self.storage[0].shape
+        out = KVCache.empty(len(self.storage), len(index), H, self.capacity, D)
+        for new, old in zip(out.storage, self.buffers):
+            new[:, :, :n] = old[index, :, :n]  # only the used slots are gathered
         out.lengths = lengths
         return out
 
