@@ -14,7 +14,9 @@ Rows with a target (issue 16) print ``target ... PASS`` or ``FAIL`` beside their
 - ``train-base``: MFU >= 40% (989 TFLOP/s bf16 peak); ``train-base-chunked`` the same with
   ``--loss-chunk``; ``train-base-fsdp`` (one process, NCCL) >= 90% of ``train-base`` tokens/s;
   ``train-gpt3-base-1k`` >= 60% of ``train-base`` tokens/s at the same context (1,024).
-- ``gen-*-b1``: our generation at batch 1 >= 3x Hugging Face ``generate`` on the same GPU.
+- ``gen-*-b1``: our generation at batch 1 >= 3x Hugging Face ``generate`` on the same GPU. The
+  ``gen-*`` rows also print which decoder ran, whether its CUDA graphs were captured, and the
+  tokens/s of the same static-cache decoder without graphs (``no_graph_tok_s``).
 
 Training tokens/s and MFU are read from the run's ``metrics.csv`` (the mean over log intervals
 after the first, which holds the compile). A table follows the rows; ``--out`` gets a JSON report.
@@ -251,15 +253,28 @@ def gen_row(which: str, batch: int) -> Callable[[Ctx], dict]:
         n = 8 if ctx.dry else 128
         prompts = [PROMPT] * batch
         tok = load_tokenizer(model_dir)
-        kw = dict(model=str(model_dir), device=ctx.device, max_new_tokens=n, do_sample=False,
+        kw = dict(device=ctx.device, max_new_tokens=n, min_new_tokens=n, do_sample=False,
                   repetition_penalty=1.0, no_repeat_ngram_size=0)
-        sampling.generate(prompts, **kw)  # load, move to the device, warm up
-        sync(ctx)
-        t = time.perf_counter()
-        texts = sampling.generate(prompts, **kw)
-        sync(ctx)
-        ours_s = time.perf_counter() - t
-        ours_tokens = sum(len(tok.encode(x, add_special_tokens=False)) for x in texts)
+        decoder, _ = sampling.load(str(model_dir), None, "torch", "auto", ctx.device)
+
+        def timed(model: object) -> float:
+            """Seconds of the second of two calls (the first loads, warms up and captures a graph)."""
+            for _ in range(2):
+                sync(ctx)
+                t = time.perf_counter()
+                sampling.generate(prompts, model=model, tokenizer=tok, **kw)
+                sync(ctx)
+            return time.perf_counter() - t
+
+        ours_tokens = n * batch  # min_new_tokens = max_new_tokens: every row makes exactly n
+        ours_s = timed(decoder)
+        extra = {"decoder": type(decoder).__name__}
+        from kogpt2.generation.graph_decoder import GraphDecoder
+
+        if isinstance(decoder, GraphDecoder) or ctx.dry:  # the same static cache without graphs, for scale
+            if isinstance(decoder, GraphDecoder):
+                extra["graphs"] = "on" if decoder.capture else f"off ({decoder.capture_error})"
+            extra["no_graph_tok_s"] = round(ours_tokens / timed(GraphDecoder(decoder.model, capture=False)), 1)
 
         hf = load_model(model_dir, device=ctx.device)
         enc = tok(prompts, return_tensors="pt").to(ctx.device)
@@ -275,7 +290,7 @@ def gen_row(which: str, batch: int) -> Callable[[Ctx], dict]:
         hf_tokens = (out.shape[1] - enc["input_ids"].shape[1]) * batch
         ours, theirs = ours_tokens / ours_s, hf_tokens / hf_s
         res = {"tok_s": round(ours, 1), "hf_tok_s": round(theirs, 1), "ratio": round(ours / theirs, 2),
-               "new_tokens": ours_tokens}
+               "new_tokens": ours_tokens, **extra}
         if batch == 1:
             res.update(target(f"batch-1 tok/s >= 3x HF generate ({ours / theirs:.1f}x)", ours >= 3 * theirs))
         return res

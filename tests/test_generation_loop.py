@@ -14,10 +14,11 @@ import torch
 from conftest import SHARED, make_tiny_model_dir
 from kogpt2.errors import KoGPT2Error
 from kogpt2.generation.api import encode_prompt, generate, load, stream, stream_batch
-from kogpt2.generation.backends import TorchDecoder, load_decoder
+from kogpt2.generation.backends import load_decoder
 from kogpt2.generation.config import SamplingConfig
 from kogpt2.generation.decoder import Decoder
 from kogpt2.generation.loop import Row, decode_rows
+from kogpt2.generation.torch_decoder import TorchDecoder
 
 EOS = 1
 

@@ -7,7 +7,7 @@ the mean hidden state) by nudging its past key/values at every step::
     bow = pplm.load_bow("공포", tokenizer)
     print(pplm.generate("오늘 아침에", model="runs/mini", attribute=bow, seed=1))
 
-How one step works (:class:`PPLMDecoder`, a ``kogpt2.generation.backends.TorchDecoder``
+How one step works (:class:`PPLMDecoder`, a ``kogpt2.generation.torch_decoder.TorchDecoder``
 whose ``forward_step`` the decoding loop calls; sampling, stopping and streaming stay in
 ``kogpt2.generation``):
 
@@ -48,7 +48,7 @@ from typing import Any, Iterator, Protocol, Sequence
 import torch
 import torch.nn.functional as F
 
-from kogpt2.generation.backends import TorchDecoder
+from kogpt2.generation.torch_decoder import TorchDecoder
 from kogpt2.errors import KoGPT2Error
 from kogpt2.paths import resources_dir
 

@@ -192,7 +192,7 @@ def train_discriminator(rows: list[tuple[str, int]], out: str | Path, model: Any
     """
     cfg = config if config is not None else DiscrimTrainConfig(**fields)
     from kogpt2.generation.api import load
-    from kogpt2.generation.backends import TorchDecoder
+    from kogpt2.generation.torch_decoder import TorchDecoder
 
     decoder, tok = load(model)
     if not isinstance(decoder, TorchDecoder):

@@ -3,19 +3,17 @@
 The loop sees a model only through a :class:`kogpt2.generation.decoder.Decoder`.
 Backends:
 
-* ``torch`` (any HF causal LM directory): on the CPU ``fp32``, ``bf16``, or ``int8`` (GPT-2's
-  ``Conv1D`` swapped for ``nn.Linear``, then ``torch.ao`` dynamic int8 quantization); on CUDA
-  bf16 (fp16 where bf16 is missing).
+* ``torch`` (any HF causal LM directory, :class:`~kogpt2.generation.torch_decoder.TorchDecoder`):
+  on the CPU ``fp32``, ``bf16``, or ``int8`` (GPT-2's ``Conv1D`` swapped for ``nn.Linear``, then
+  ``torch.ao`` dynamic int8 quantization); on CUDA bf16 (fp16 where bf16 is missing), and GPT-2
+  models decode with CUDA graphs (:class:`~kogpt2.generation.graph_decoder.GraphDecoder`).
 * ``onnx``: a directory written by ``kogpt2 export onnx`` run by ONNX Runtime on the CPU
   (see ``kogpt2.generation.onnx_backend``).
 
-Subclass :class:`TorchDecoder` and override ``forward_step`` to perturb the past
-(PPLM) while reusing the loop's processing, stopping and streaming.
 """
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,53 +22,13 @@ import torch
 
 from kogpt2.devices import inference_dtype, resolve_device
 from kogpt2.errors import KoGPT2Error
-from kogpt2.generation.decoder import Decoder, join_pairs
-from kogpt2.model_info import context_length
+from kogpt2.generation.decoder import Decoder
+from kogpt2.generation.graph_decoder import GraphDecoder
+from kogpt2.generation.torch_decoder import TorchDecoder
 from kogpt2.paths import resolve_model_dir
 
 BACKENDS = ("auto", "torch", "onnx")
 DTYPES = ("auto", "fp32", "bf16", "int8")
-
-
-class TorchDecoder(Decoder):
-    """A Hugging Face causal LM (GPT-2, GPT-Neo, ...) with its ``DynamicCache``."""
-
-    def __init__(self, model):
-        self.model = model
-        self.context = context_length(model)
-        self.vocab_size = int(model.config.vocab_size)
-        param = next(model.parameters(), None)
-        self.device = param.device if param is not None else torch.device("cpu")
-        src = getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", "")
-        self.model_dir = Path(src) if src and Path(src, "config.json").is_file() else None
-        # NOTE: transformers 5.2x renamed past_key_values to cache (the old name warns).
-        self.cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-
-    def forward_step(self, input_ids, past, attention_mask, position_ids):
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         use_cache=True, logits_to_keep=1, **{self.cache_arg: past})
-        return out.logits[:, -1, :].float(), out[self.cache_arg]
-
-    def reorder(self, past, index):
-        past.reorder_cache(index.to(self.device))
-        return past
-
-    def join(self, past, other):
-        layers = getattr(past, "layers", None)
-        if layers is None or any(type(l).__name__ != "DynamicLayer" for l in layers + other.layers):
-            raise NotImplementedError("only a plain DynamicCache can take rows mid-batch")
-        joined = join_pairs([(l.keys, l.values) for l in layers], [(l.keys, l.values) for l in other.layers])
-        for layer, (k, v) in zip(layers, joined):
-            layer.keys, layer.values = k, v
-        return past
-
-    def trim(self, past, start):
-        layers = getattr(past, "layers", None)
-        if layers is None or any(type(l).__name__ != "DynamicLayer" for l in layers):
-            return None
-        for layer in layers:  # (B, H, S, D)
-            layer.keys, layer.values = layer.keys[:, :, start:], layer.values[:, :, start:]
-        return past
 
 
 def linearize(model) -> int:
@@ -165,7 +123,10 @@ def load_decoder(model: Any = None, backend: str = "torch", dtype: str = "auto",
         model = model.to(torch_dtype)
     if dtype == "int8":
         model = quantize_int8(model)
-    return TorchDecoder(model.to(dev).eval())
+    model = model.to(dev).eval()
+    if dev.type == "cuda" and getattr(model.config, "model_type", None) == "gpt2":
+        return GraphDecoder(model)
+    return TorchDecoder(model)
 
 
 def pick_backend(model: str | Path | None, dtype: str = "fp32") -> str:
