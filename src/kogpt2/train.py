@@ -415,9 +415,14 @@ def train(cfg: TrainConfig) -> Path | None:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         train_model = DDP(raw, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
-    fwd = torch.compile(train_model) if cfg.compile else train_model
     optimizer = adamw(raw, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
     head = raw.get_output_embeddings().weight if cfg.loss_chunk else None
+
+    def batch_loss(b: torch.Tensor) -> torch.Tensor:
+        return lm_loss(train_model, b, cfg.loss_chunk, head)
+
+    # The loss is compiled with the model, so the fp32 upcast, log-softmax and NLL of the logits fuse.
+    loss_fn = torch.compile(batch_loss) if cfg.compile else batch_loss
 
     windows = TokenWindows(load_split(cfg.data, "train"), n_ctx, cfg.seed)
     step, tokens_seen, elapsed0 = 0, 0, 0.0
@@ -456,11 +461,11 @@ def train(cfg: TrainConfig) -> Path | None:
             for i in range(0, len(mine), cfg.batch_size):
                 b = mine[i:i + cfg.batch_size].to(dist.device)
                 with autocast():
-                    loss = lm_loss(fwd if cfg.fsdp else raw, b, cfg.loss_chunk, head)
+                    loss = lm_loss(raw, b, cfg.loss_chunk, head)
                 total += loss.double().cpu() * b[:, 1:].numel()
                 count += b[:, 1:].numel()
-        if dist.world > 1:
-            t = torch.tensor([total.item(), float(count)], dtype=torch.float64)
+        if dist.world > 1:  # on the training device: NCCL reduces CUDA tensors only
+            t = torch.tensor([total.item(), float(count)], dtype=torch.float64, device=dist.device)
             torch.distributed.all_reduce(t)
             total, count = t[0], int(t[1].item())
         raw.train()
@@ -488,14 +493,14 @@ def train(cfg: TrainConfig) -> Path | None:
         set_lr(optimizer, lr)
         batch = windows.global_batch(cfg.batch_size * cfg.grad_accum)
         mine = batch[dist.rank * accum * cfg.batch_size:(dist.rank + 1) * accum * cfg.batch_size]
-        loss_sum = 0.0
+        loss_sum = torch.zeros((), device=dist.device)  # read back at log steps only: no host sync per step
         for micro in range(accum):
             b = mine[micro * cfg.batch_size:(micro + 1) * cfg.batch_size].to(dist.device, non_blocking=True)
             sync = micro == accum - 1 or not hasattr(train_model, "no_sync")
             with (nullcontext() if sync else train_model.no_sync()), autocast():
-                loss = lm_loss(fwd, b, cfg.loss_chunk, head) / accum
+                loss = loss_fn(b) / accum
             (scaler.scale(loss) if scaler else loss).backward()
-            loss_sum += loss.item()
+            loss_sum += loss.detach().float()
         if scaler:
             scaler.unscale_(optimizer)
         if cfg.grad_clip > 0:
@@ -510,11 +515,12 @@ def train(cfg: TrainConfig) -> Path | None:
         n_tok = cfg.batch_size * cfg.grad_accum * n_ctx
         tokens_seen += n_tok
         tok_log += n_tok
-        if dist.world > 1:
-            t = torch.tensor([loss_sum], dtype=torch.float64)
-            torch.distributed.all_reduce(t)
-            loss_sum = t.item() / dist.world
         bar.update(1)
+        if step % cfg.log_interval == 0 or step == cfg.max_steps:
+            if dist.world > 1:  # every rank takes part; the mean over ranks
+                torch.distributed.all_reduce(loss_sum)
+                loss_sum /= dist.world
+            loss_sum = loss_sum.item()
         if dist.master and (step % cfg.log_interval == 0 or step == cfg.max_steps):
             dt = time.time() - t_log
             tok_s = tok_log / dt
