@@ -48,8 +48,14 @@ def long_model_dir(tmp_path_factory, tiny_tokenizer):
 
 
 @pytest.fixture
-def batcher(long_model_dir):
+def batcher(request, long_model_dir):
+    """A running batcher on the torch decoder, or (``graph``, by indirect parametrization) on the
+    static-cache decoder that CUDA runs, stepping eagerly on the CPU."""
     b = Batcher(str(long_model_dir), None, max_batch=4, max_wait_s=0.0)
+    if getattr(request, "param", "torch") == "graph":
+        from kogpt2.generation.graph_decoder import GraphDecoder
+
+        b.decoder = GraphDecoder(b.decoder.model, capture=False)
     b.decoder = SlowDecoder(b.decoder)
     b.start()
     yield b
@@ -86,6 +92,7 @@ async def wait_steps(decoder: SlowDecoder, n: int) -> None:
         await asyncio.sleep(0.002)
 
 
+@pytest.mark.parametrize("batcher", ["torch", "graph"], indirect=True)
 def test_a_row_joining_mid_batch_gets_the_tokens_it_gets_alone(batcher):
     # greedy rows, and seeded sampled ones (far more sensitive to a wrong mask or position on this
     # tiny random model, whose greedy text soon repeats one token)
@@ -121,6 +128,7 @@ def test_a_short_request_does_not_wait_for_a_long_one(batcher):
     assert asyncio.run(run()) == ["short", "long"]
 
 
+@pytest.mark.parametrize("batcher", ["torch", "graph"], indirect=True)
 def test_a_cancelled_row_frees_its_slot_at_the_next_step(batcher):
     async def run() -> None:
         keep = batcher.submit(["끝없이"], [greedy(300)])
