@@ -82,3 +82,16 @@ def _private_export_cache(tmp_path_factory):
         os.environ.pop("KOGPT2_CACHE", None)
     else:
         os.environ["KOGPT2_CACHE"] = old
+
+
+class ScoreLog:
+    """A logits processor that records each row's scores under its token sequence (padding cut)."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id, self.scores = pad_id, {}
+
+    def __call__(self, input_ids, scores):
+        for ids, row in zip(input_ids.tolist(), scores):
+            start = next(i for i, t in enumerate(ids) if t != self.pad_id)
+            self.scores[tuple(ids[start:])] = row.clone()
+        return scores

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.profiler import profile
 
+from conftest import ScoreLog
 from kogpt2.generation.api import encode_prompt, generate, load
 from kogpt2.generation.config import SamplingConfig
 from kogpt2.generation.graph_decoder import GraphDecoder, StaticPast, physical_rows
@@ -27,19 +28,6 @@ def decoders(tiny_model_dir):
     dec, tok = load(tiny_model_dir, None, "torch", "fp32", "cpu")
     assert type(dec) is TorchDecoder  # the CPU default stays the dynamic cache
     return dec, GraphDecoder(dec.model, capture=False), tok
-
-
-class ScoreLog:
-    """A logits processor that records each row's scores under its token sequence (padding cut)."""
-
-    def __init__(self, pad_id: int) -> None:
-        self.pad_id, self.scores = pad_id, {}
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        for ids, row in zip(input_ids.tolist(), scores):
-            start = next(i for i, t in enumerate(ids) if t != self.pad_id)
-            self.scores[tuple(ids[start:])] = row.clone()
-        return scores
 
 
 def test_physical_rows_are_powers_of_two():

@@ -15,6 +15,7 @@ import torch
 
 pytest.importorskip("onnxruntime")
 
+from conftest import ScoreLog  # noqa: E402
 from kogpt2.export import export_onnx  # noqa: E402
 from kogpt2.generation.api import encode_prompt, load  # noqa: E402
 from kogpt2.generation.config import SamplingConfig  # noqa: E402
@@ -92,19 +93,6 @@ def test_a_left_padded_prefill_is_moved_to_the_first_slots():
 @pytest.fixture(scope="module")
 def onnx_dir(tmp_path_factory, tiny_model_dir) -> Path:
     return export_onnx(tiny_model_dir, tmp_path_factory.mktemp("onnx"))
-
-
-class ScoreLog:
-    """A logits processor that records each row's scores under its token sequence (padding cut)."""
-
-    def __init__(self, pad_id: int) -> None:
-        self.pad_id, self.scores = pad_id, {}
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        for ids, row in zip(input_ids.tolist(), scores):
-            start = next(i for i, t in enumerate(ids) if t != self.pad_id)
-            self.scores[tuple(ids[start:])] = row.clone()
-        return scores
 
 
 def _alone(dec, tok, ids, cfg, log: ScoreLog | None = None) -> list[int]:

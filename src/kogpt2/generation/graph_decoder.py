@@ -129,11 +129,11 @@ class GraphDecoder(TorchDecoder):
         self.slabs.append(slab)
         return slab
 
-    def _adopt(self, dynamic: Any, rows: int | None = None) -> StaticPast:
+    def _adopt(self, dynamic: Any) -> StaticPast:
         """A static past holding the rows of a prefill's ``DynamicCache``."""
         layers = [(layer.keys, layer.values) for layer in dynamic.layers]
         n, width = layers[0][0].shape[0], layers[0][0].shape[2]
-        slab = self._slab(physical_rows(max(n, rows or 0)))
+        slab = self._slab(physical_rows(n))
         for (k, v), (sk, sv) in zip(layers, slab.pairs()):
             sk[:n, :, :width].copy_(k)
             sv[:n, :, :width].copy_(v)
