@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from kogpt2.config import ModelConfig
+from kogpt2.generation.torch_decoder import TorchDecoder
 from kogpt2.model import build_model, hf_config
 
 # 4 layers (global, local, global, local), window 4 < sequence 12 so the band matters.
@@ -69,11 +70,12 @@ def test_cached_decoding_equals_eager(prefill):
     with torch.no_grad():
         outs = []
         for model in (sdpa, eager):
+            arg = TorchDecoder(model).cache_arg  # `cache` in transformers >= 5.2x, else `past_key_values`
             out = model(input_ids=x[:, :prefill], use_cache=True)
-            cache, logits = out.cache, [out.logits[:, -1]]
+            cache, logits = out[arg], [out.logits[:, -1]]
             for t in range(prefill, x.size(1)):
-                out = model(input_ids=x[:, t:t + 1], cache=cache, use_cache=True)
-                cache = out.cache
+                out = model(input_ids=x[:, t:t + 1], use_cache=True, **{arg: cache})
+                cache = out[arg]
                 logits.append(out.logits[:, -1])
             outs.append(torch.stack(logits, 1))
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-4, atol=1e-5)
