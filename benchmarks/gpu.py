@@ -22,20 +22,11 @@ Training tokens/s and MFU are read from the run's ``metrics.csv`` (the mean over
 after the first, which holds the compile). A table follows the rows; ``--out`` gets a JSON report.
 Rows whose command lacks ``--device`` (or ``device=``) yet report PENDING instead of running.
 
-On the device machine (H200, Python 3.12, torch and transformers preinstalled; fastapi,
-uvicorn and pydantic are carried as wheels). Once, in the checkout's root::
-
-    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-      -d .whl fastapi==0.165.0 starlette==1.10.0 uvicorn==0.55.0 pydantic==2.14.4 pydantic_core==2.50.5 \
-      typing-inspection==0.4.5 annotated-types==0.8.0 typing_extensions==4.16.0 opentelemetry-api==1.45.2
-
-then one ``run`` call, ``carry: [".whl"]``, ``timeout_s: 600``, command::
-
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-.whl/*.whl || exit 3; export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1; nvidia-smi -L; \
-python3 -c "import torch, transformers; print(torch.__version__, transformers.__version__)"; \
-set -o pipefail; python3 benchmarks/gpu.py --out $OUT/gpu_report.json 2>&1 | tee $OUT/gpu_log.txt
+On a lent GPU machine (Python 3.12, torch and transformers preinstalled, no fastapi/uvicorn),
+``benchmarks/gpu_device.sh`` is the whole command: ``bash benchmarks/gpu_device.sh fetch`` here once
+(the wheels into ``.whl/``), then one ``run`` call with ``carry: [".whl"]``, ``timeout_s: 600`` and the
+command ``bash benchmarks/gpu_device.sh``; ``$OUT`` gets ``gpu_log.txt`` and ``gpu_report.json``. The
+report is rewritten after every row, so a run stopped at its limit still returns the rows it finished.
 """
 
 from __future__ import annotations
@@ -442,8 +433,10 @@ def one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0] if text else ''}"[:300]
 
 
-def run_rows(ctx: Ctx, rows: list[Row], budget_s: float) -> list[dict]:
-    """Run each row guarded; past ``budget_s`` the remaining rows are skipped."""
+def run_rows(ctx: Ctx, rows: list[Row], budget_s: float,
+             on_row: Callable[[list[dict]], None] = lambda report: None) -> list[dict]:
+    """Run each row guarded; past ``budget_s`` the remaining rows are skipped. ``on_row`` gets the
+    report so far after every row."""
     report, start = [], time.monotonic()
     for row in rows:
         entry = {"row": row.name}
@@ -463,6 +456,7 @@ def run_rows(ctx: Ctx, rows: list[Row], budget_s: float) -> list[dict]:
             free(ctx)
         print(result_line(entry), flush=True)
         report.append(entry)
+        on_row(report)
     return report
 
 
@@ -497,16 +491,23 @@ def main(argv: list[str] | None = None) -> int:
     if device == "cuda" and not torch.cuda.is_available():
         ap.error("no CUDA device: run on a GPU, or pass --dry-run")
     rows = [r for r in ROWS if not args.rows or r.name in args.rows]
-    t = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="kogpt2-gpu-") as tmp:
-        report = run_rows(Ctx(dry=args.dry_run, device=device, tmp=Path(tmp)), rows, args.budget_s)
-    print_table(report)
     import transformers
 
+    t = time.monotonic()
     meta = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "dry_run": args.dry_run,
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "total_s": round(time.monotonic() - t, 1), "rows": report}
-    Path(args.out).write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            "torch": torch.__version__, "transformers": transformers.__version__}
+
+    def write(report: list[dict]) -> None:
+        """The report so far, replaced atomically (a run killed at its time limit keeps its finished rows)."""
+        meta.update(total_s=round(time.monotonic() - t, 1), rows=report)
+        part = Path(f"{args.out}.part")
+        part.write_text(json.dumps(meta, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        os.replace(part, args.out)
+
+    with tempfile.TemporaryDirectory(prefix="kogpt2-gpu-") as tmp:
+        report = run_rows(Ctx(dry=args.dry_run, device=device, tmp=Path(tmp)), rows, args.budget_s, write)
+    print_table(report)
+    write(report)
     print(f"report: {args.out} ({meta['total_s']} s)")
     return 1 if any(e["status"] == "FAILED" for e in report) else 0
 

@@ -51,9 +51,42 @@ def test_a_failing_row_is_reported_and_the_exit_status_is_1(tmp_path, monkeypatc
     def broken(ctx):
         raise RuntimeError("out of memory\nsecond line")
 
-    monkeypatch.setattr(gpu, "ROWS", [gpu.Row("a", broken), gpu.Row("b", lambda ctx: {"tok_s": 5.0})])
-    rc = gpu.main(["--dry-run", "--out", str(tmp_path / "r.json")])
+    report = tmp_path / "r.json"
+
+    def written(ctx):  # what a run killed now would leave: the report holds row a already
+        return {"tok_s": 5.0, "rows_on_disk": len(json.loads(report.read_text(encoding="utf-8"))["rows"])}
+
+    monkeypatch.setattr(gpu, "ROWS", [gpu.Row("a", broken), gpu.Row("b", written)])
+    rc = gpu.main(["--dry-run", "--out", str(report)])
     out = capsys.readouterr().out
     assert rc == 1
     assert "RESULT a FAILED RuntimeError: out of memory\n" in out
-    assert "RESULT b OK tok_s=5.0" in out
+    assert "RESULT b OK tok_s=5.0 rows_on_disk=1" in out
+    assert [e["status"] for e in json.loads(report.read_text(encoding="utf-8"))["rows"]] == ["FAILED", "OK"]
+
+
+DEVICE_SCRIPT = ROOT / "benchmarks" / "gpu_device.sh"
+
+
+@pytest.mark.slow
+def test_device_script_runs_the_check_and_leaves_log_and_report_in_out(tmp_path):
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    r = subprocess.run(["bash", str(DEVICE_SCRIPT), "--dry-run", "--rows", "gen-small-b1"], capture_output=True,
+                       text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    log = (tmp_path / "gpu_log.txt").read_text(encoding="utf-8")
+    assert "torch " in log and "transformers " in log and "RESULT gen-small-b1 OK" in log
+    assert json.loads((tmp_path / "gpu_report.json").read_text(encoding="utf-8"))["rows"][0]["status"] == "OK"
+
+
+def test_device_script_without_fastapi_or_wheels_says_so_and_exits_3(tmp_path):
+    (tmp_path / "benchmarks").mkdir()
+    script = tmp_path / "benchmarks" / "gpu_device.sh"
+    script.write_text(DEVICE_SCRIPT.read_text(encoding="utf-8"), encoding="utf-8")
+    bare = tmp_path / "python"  # this interpreter without site-packages: no fastapi, like the GPU image
+    bare.write_text(f'#!/bin/sh\nexec "{sys.executable}" -S "$@"\n', encoding="utf-8")
+    bare.chmod(0o755)
+    r = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, OUT=str(tmp_path / "out"), PYTHON=str(bare)))
+    assert r.returncode == 3
+    assert "no wheels are in .whl/" in r.stderr and "gpu_device.sh fetch" in r.stderr
