@@ -56,3 +56,12 @@ def test_a_sub_word_in_first_place_selects_its_own_parser(capsys):
     assert args.prompt == "오늘" and args.func.__name__ == "run"
     args = build_parser("pplm", "train-discrim").parse_args(["--data", "d.txt", "--out", "o", "--epochs", "7"])
     assert args.func.__name__ == "run_train" and args.epochs == 7
+
+
+def test_pplm_help_names_every_shipped_bag_of_words(capsys):
+    from kogpt2.paths import bow_names
+
+    with pytest.raises(SystemExit):
+        main(["pplm", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert len(bow_names()) >= 10 and all(name in out for name in bow_names())

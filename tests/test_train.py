@@ -215,6 +215,36 @@ def test_existing_run_needs_resume_and_corrupt_checkpoint_is_reported(shards, tm
         train(tiny_cfg(shards, out, max_steps=4, resume=True))
 
 
+def test_resume_with_only_data_out_and_steps_continues_with_the_runs_settings(shards, tmp_path, capsys):
+    import shutil
+
+    ref = tmp_path / "ref"
+    train(tiny_cfg(shards, ref, max_steps=6, save_interval=3, eval_interval=1000, keep=2))
+    out = tmp_path / "resumed"
+    shutil.copytree(ref, out)
+    shutil.rmtree(out / "step_0000006")
+    capsys.readouterr()
+    # The README's `kogpt2 train --data D --out O --max-steps N --resume`: every other setting at its default.
+    train(TrainConfig(data=str(shards), out=str(out), max_steps=6, resume=True, threads=1))
+    said = capsys.readouterr().out
+    assert "--resume: the checkpoint's settings" in said and "grad_accum=2" in said and "lr=0.003" in said
+    saved = json.loads((out / "step_0000006" / "hyperparameters.json").read_text())["train"]
+    assert (saved["batch_size"], saved["grad_accum"], saved["lr"], saved["dtype"], saved["n_ctx"]) == (4, 2, 3e-3,
+                                                                                                      "fp32", 32)
+    want, got = read_losses(ref), read_losses(out)
+    for step in (4, 5, 6):  # the same run: batch, schedule and dtype as before the interruption
+        assert got[step] == pytest.approx(want[step], rel=1e-5)
+
+
+def test_resumed_config_keeps_given_settings_and_never_restores_machine_ones():
+    from kogpt2.train import resumed_config
+
+    saved = {"lr": 1e-3, "batch_size": 4, "device": "cuda", "compile": True, "max_steps": 10, "warmup_steps": 100}
+    cfg, restored = resumed_config(TrainConfig(data="d", out="o", resume=True, lr=2e-3, max_steps=20), saved)
+    assert restored == {"batch_size": 4}  # warmup_steps: saved = default, nothing to restore
+    assert (cfg.lr, cfg.batch_size, cfg.device, cfg.compile, cfg.max_steps) == (2e-3, 4, "auto", False, 20)
+
+
 def test_export_hf_release_is_bf16_and_loads(tiny_model_dir, tmp_path, capsys):
     from kogpt2.cli import main
     from kogpt2.model import load_model

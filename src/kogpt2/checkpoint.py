@@ -13,7 +13,6 @@ crash never leaves a half-written ``step_*``; the last ``keep`` are kept.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,8 @@ import torch
 
 from kogpt2.atomic import atomic_dir
 from kogpt2.errors import KoGPT2Error
+from kogpt2.paths import STEP_DIR
 
-STEP_RE = re.compile(r"^step_(\d{7,})$")
 STATE_FILE = "trainer_state.pt"
 HPARAMS_FILE = "hyperparameters.json"
 
@@ -60,14 +59,25 @@ def list_checkpoints(out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     if not out.is_dir():
         return []
-    steps = [p for p in out.iterdir() if p.is_dir() and STEP_RE.match(p.name)]
-    return sorted(steps, key=lambda p: int(STEP_RE.match(p.name).group(1)))
+    steps = [p for p in out.iterdir() if p.is_dir() and STEP_DIR.match(p.name)]
+    return sorted(steps, key=lambda p: int(STEP_DIR.match(p.name).group(1)))
 
 
 def latest_checkpoint(out_dir: str | Path) -> Path | None:
     """The newest complete checkpoint, or None."""
     ckpts = list_checkpoints(out_dir)
     return ckpts[-1] if ckpts else None
+
+
+def read_hyperparameters(ckpt: str | Path) -> dict[str, Any]:
+    """A checkpoint's ``hyperparameters.json`` (``{}`` when it has none)."""
+    from kogpt2.textio import read_json
+
+    f = Path(ckpt) / HPARAMS_FILE
+    if not f.is_file():
+        return {}
+    data = read_json(f, "checkpoint hyperparameters", fix="delete that file to resume with the command's settings")
+    return data if isinstance(data, dict) else {}
 
 
 def load_trainer_state(ckpt: str | Path) -> dict[str, Any]:

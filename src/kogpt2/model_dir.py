@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kogpt2.errors import KoGPT2Error
+from kogpt2.paths import run_checkpoint
 from kogpt2.textio import read_json
 from kogpt2.validate import existing_dir
 
@@ -169,14 +170,15 @@ def check_model_dir(path: str | Path, *, tokenizer: bool = False, shapes: bool =
     """Raise a one-line ``KoGPT2Error`` unless ``path`` is a loadable HF model directory.
 
     Args:
-        path: the model directory.
+        path: the model directory, or a training run directory (its newest ``step_*`` checkpoint).
         tokenizer: also require ``tokenizer.json`` (for commands that encode text).
         shapes: compare the stored tensor shapes with the config (reads headers only).
 
     Returns:
-        ``path`` as a ``Path``.
+        the directory to load: ``path``, or the run's newest checkpoint.
     """
     p = existing_dir(path, "model directory", "a Hugging Face model directory, e.g. one written by `kogpt2 train`")
+    p = run_checkpoint(p)
     cfg = read_config(p)
     weights, stored = weight_shapes(p)
     if shapes:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 BUNDLED_MODEL = "kogpt2-small"
+STEP_DIR = re.compile(r"^step_(\d{7,})$")
+"""Checkpoint directories inside a training run (``kogpt2 train --out``)."""
 
 
 def bundled_model_dir() -> Path:
@@ -18,14 +21,35 @@ def resources_dir() -> Path:
     return PACKAGE_DIR / "resources"
 
 
+def newest_step_dir(run_dir: Path) -> Path | None:
+    """The newest ``step_*`` checkpoint directory in ``run_dir``, or None."""
+    if not run_dir.is_dir():
+        return None
+    steps = [(int(m.group(1)), p) for p in run_dir.iterdir() if p.is_dir() and (m := STEP_DIR.match(p.name))]
+    return max(steps)[1] if steps else None
+
+
+def run_checkpoint(path: Path) -> Path:
+    """``path``, or its newest checkpoint when it is a training run directory (``step_*`` inside, no config.json)."""
+    if (path / "config.json").exists():
+        return path
+    return newest_step_dir(path) or path
+
+
+def bow_names() -> list[str]:
+    """Names of the PPLM bags of words shipped in the package (``resources/bow/*.txt``)."""
+    return sorted(p.stem for p in (resources_dir() / "bow").glob("*.txt"))
+
+
 def resolve_model_dir(path: str | Path | None = None) -> Path:
-    """The model directory to load: ``path`` itself, or the bundled model for ``None``.
+    """The model directory to load: ``path`` itself, the newest checkpoint of a training run
+    directory (``kogpt2 train --out``), or the bundled model for ``None``.
 
     Raises:
         KoGPT2Error: ``path`` is None and the bundled model is not installed.
     """
     if path is not None:
-        return Path(path)
+        return run_checkpoint(Path(path))
     from kogpt2.errors import KoGPT2Error
 
     p = bundled_model_dir()

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 
 from kogpt2.generation.torch_decoder import TorchDecoder
 from kogpt2.errors import KoGPT2Error
-from kogpt2.paths import resources_dir
+from kogpt2.paths import bow_names, resources_dir
 
 SMALL = 1e-15  # the reference implementation's floor for probabilities and norms
 
@@ -237,11 +237,6 @@ class DiscriminatorAttribute:
 
 
 # ---------------------------------------------------------------------------- word lists
-
-def bow_names() -> list[str]:
-    """Names of the bags of words shipped in the package (``resources/bow/*.txt``)."""
-    return sorted(p.stem for p in (resources_dir() / "bow").glob("*.txt"))
-
 
 def read_word_list(path: str | Path) -> list[str]:
     """Words of a list file: one per line, ``#`` starts a comment, blank lines skipped."""

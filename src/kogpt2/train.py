@@ -19,7 +19,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +99,7 @@ class TrainConfig:
     log_interval: int = 10
     """Steps between metrics.csv rows."""
     resume: bool = False
-    """Continue from the newest checkpoint in --out."""
+    """Continue from the newest checkpoint in --out, with its settings where this command leaves the defaults."""
     resume_from: str | None = None
     """Resume from this checkpoint (a path, a ``step_*`` name in ``out``, or a step number)."""
     init_from: str | None = None
@@ -138,6 +138,32 @@ class TrainConfig:
             problems.append("--preset is required for a new run (e.g. --preset mini)")
         if problems:
             raise KoGPT2Error("; ".join(problems))
+
+
+# Settings of the machine or of this invocation, never taken from a checkpoint on --resume.
+NOT_RESUMED = frozenset({"data", "out", "max_steps", "resume", "resume_from", "init_from", "device", "threads",
+                         "compile", "fsdp", "grad_checkpointing", "peak_flops"})
+
+
+def resumed_config(cfg: TrainConfig, saved: dict) -> tuple[TrainConfig, dict]:
+    """``cfg`` with the checkpoint's training settings where ``cfg`` leaves them at their defaults.
+
+    A resumed run continues exactly (same global batch, learning-rate schedule, intervals) even when
+    its command repeats only ``--data --out --max-steps --resume``. A setting given with another value
+    than the checkpoint's wins; machine settings (:data:`NOT_RESUMED`) are never restored.
+
+    Returns:
+        ``(config, {name: value restored})``.
+    """
+    restored = {}
+    for f in fields(TrainConfig):
+        if f.name in NOT_RESUMED or f.name not in saved:
+            continue
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        mine = getattr(cfg, f.name)
+        if mine == default and saved[f.name] != mine:
+            restored[f.name] = saved[f.name]
+    return (replace(cfg, **restored) if restored else cfg), restored
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -353,7 +379,8 @@ def train(cfg: TrainConfig) -> Path | None:
     """Run (or resume) pretraining; returns the last checkpoint directory (rank 0)."""
     from tqdm import tqdm
 
-    from kogpt2.checkpoint import default_generation_config, list_checkpoints, resume_checkpoint, save_checkpoint
+    from kogpt2.checkpoint import (default_generation_config, list_checkpoints, read_hyperparameters, resume_checkpoint,
+                                   save_checkpoint)
     from kogpt2.data import load_split, read_meta
     from kogpt2.metrics import MetricsLog
     from kogpt2.model import count_params
@@ -379,12 +406,17 @@ def train(cfg: TrainConfig) -> Path | None:
         if state.get("tokenizer_hash") != meta["tokenizer_hash"]:
             raise KoGPT2Error(f"--resume: checkpoint {ckpt} was trained on shards with another tokenizer "
                               f"than {cfg.data}; use the same --data")
+        saved = read_hyperparameters(ckpt).get("train", {})
+        cfg, restored = resumed_config(cfg, saved)
+        if restored and dist.master:
+            print(f"--resume: the checkpoint's settings {' '.join(f'{k}={v}' for k, v in restored.items())} "
+                  "(give a flag with another value to change one)")
     elif list_checkpoints(out):
         raise KoGPT2Error(f"{out} already holds checkpoints; pass --resume to continue, or choose a new --out")
     if cfg.init_from:
         from kogpt2.model_dir import check_model_dir
 
-        check_model_dir(cfg.init_from)
+        cfg = replace(cfg, init_from=str(check_model_dir(cfg.init_from)))  # a run directory: its newest checkpoint
 
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and in every process
     model = _build_or_restore(cfg, tokenizer, ckpt)

@@ -28,7 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     hf = sub.add_parser("hf", help="a compact inference-only HF directory (bf16 weights, no trainer state)",
                         description="Release a training checkpoint as a Hugging Face directory, e.g. the "
                                     "bundled model: kogpt2 export hf runs/mini/step_0000900 src/kogpt2/models/kogpt2-small")
-    hf.add_argument("model", metavar="DIR", help="checkpoint directory (e.g. runs/mini/step_0001000)")
+    hf.add_argument("model", metavar="DIR", help="checkpoint directory (e.g. runs/mini/step_0001000; a run directory: its newest)")
     hf.add_argument("out", metavar="OUT", help="output directory (replaced atomically)")
     hf.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="storage dtype")
     hf.set_defaults(func=run_hf)
@@ -47,8 +47,7 @@ def run_onnx(args: argparse.Namespace) -> int:
 
     if args.out:
         output_dir(args.out, "OUT")
-    model = resolve_model_dir(args.model)
-    check_model_dir(model)
+    model = check_model_dir(resolve_model_dir(args.model))
     if args.cache:
         from kogpt2.generation.onnx_backend import cache_dir, ready_onnx_dir
 
@@ -71,9 +70,9 @@ def run_hf(args: argparse.Namespace) -> int:
 
     from kogpt2.validate import output_dir
 
-    check_model_dir(args.model, tokenizer=True)
+    model = check_model_dir(args.model, tokenizer=True)
     output_dir(args.out, "OUT")
-    out = release(args.model, args.out, dtype=args.dtype)
+    out = release(model, args.out, dtype=args.dtype)
     for f in sorted(out.iterdir()):
         print(f"{f}  {f.stat().st_size / 1e6:.1f} MB")
     return 0

@@ -25,6 +25,8 @@ from kogpt2.errors import KoGPT2Error
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``pplm`` arguments; ``kogpt2 pplm train-discrim ...`` has its own parser (``SUBCOMMANDS``)."""
+    from kogpt2.paths import bow_names
+
     parser.description = (parser.description or "") + (
         ". Train a discriminator first with: kogpt2 pplm train-discrim --data FILE --out DIR "
         "(see `kogpt2 pplm train-discrim --help`)")
@@ -32,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompts", metavar="FILE", help="one prompt per line (instead of PROMPT)")
     parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-small)")
     a = parser.add_argument_group("attribute (exactly one)")
-    a.add_argument("--bow", metavar="NAME", help="a shipped bag of words: 판타지 공포 과학 군사 정치 종교 우주 기술 로맨스 음식")
+    a.add_argument("--bow", metavar="NAME", help=f"a shipped bag of words: {' '.join(bow_names())}")
     a.add_argument("--bow-file", metavar="FILE", help="your own word list, one word per line")
     a.add_argument("--discrim", metavar="DIR", help="`sentiment` (shipped for the bundled model) or a directory "
                    "written by `kogpt2 pplm train-discrim`")
