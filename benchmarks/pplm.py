@@ -169,7 +169,7 @@ def main() -> None:
     discrim, strength = (str(pplm.discriminator_dir(args.discrim)) if args.discrim else None), None
     if discrim is None and args.nsmc:
         discrim = tempfile.mkdtemp(prefix="pplm_discrim_")
-        r = train_discriminator(read_labelled(args.nsmc), discrim, args.model,
+        r = train_discriminator(read_labelled(args.nsmc)[0], discrim, args.model,
                                 max_examples=args.discrim_examples)
         print(f"discriminator: {r.train_examples} train / {r.valid_examples} held out, "
               f"accuracy {r.train_accuracy:.3f} / {r.valid_accuracy:.3f}")

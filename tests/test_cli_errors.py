@@ -283,3 +283,84 @@ def test_serve_backend_and_dtype_are_checked(flag, value, capsys):
         port = s.getsockname()[1]
     rc, err = run_main(["serve", "--port", str(port), flag, value], capsys)
     assert_one_error(rc, err, f"unknown {flag[2:]} '{value}'")
+
+
+# ----------------------------------------------------------------------------- devices, conflicts, usage
+
+@pytest.mark.parametrize("device,needle", [("tpu", "unknown device 'tpu'"), ("cuda", "no CUDA GPU"),
+                                           ("cuda:9", "no CUDA GPU")])
+def test_train_device_is_checked_in_one_line(device, needle, seven_docs, tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rc, err = run_main(["train", "--data", seven_docs, "--out", tmp_path / "r", *TRAIN, "--eval-interval", "0",
+                        "--device", device], capsys)
+    assert_one_error(rc, err, needle)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--data", "{dir}", "--out", "{out}", "--preset", "mini", "--lr", "1e-4", "--min-lr", "1e-3"],
+     "--min-lr 0.001 is above --lr 0.0001"),
+    (["train", "--data", "{dir}", "--out", "{out}", "--resume", "--init-from", "{dir}"],
+     "give only one of them"),
+    (["train", "--data", "{seven}", "--out", "{out}", *TRAIN, "--dtype", "fp16", "--device", "cpu"],
+     "--dtype fp16 needs a CUDA GPU"),
+    (["finetune", "chat", "--data", "{utf8}", "--out", "{out}", "--full", "--lora-r", "16"],
+     "--lora-r only apply to LoRA"),
+    (["finetune", "sentiment", "--data", "{utf8}", "--out", "{out}", "--lr", "1e-4", "--min-lr", "1e-3"],
+     "--min-lr 0.001 is above the peak learning rate"),
+    (["generate", "오늘", "--greedy", "--do-sample"], "give only one of them"),
+    (["adventure", "--load", "{utf8}", "--genre", "horror", "--temperature", "0.5"],
+     "drop --genre, --temperature"),
+    (["export", "hf", "{model}", "{model}"], "is the source model"),
+    (["export", "onnx", "{model}", "{parent}"], "holds the source model"),
+], ids=lambda a: " ".join(a[:4]) if isinstance(a, list) else "")
+def test_conflicting_flags_are_one_error(argv, needle, files, seven_docs, tiny_model_dir, tmp_path, capsys):
+    model = tmp_path / "m" / "model"
+    shutil.copytree(tiny_model_dir, model)
+    fill = {"{out}": tmp_path / "o", "{seven}": seven_docs, "{model}": model, "{parent}": model.parent,
+            **{f"{{{k}}}": v for k, v in files.items()}}
+    before = sorted(p.name for p in model.iterdir())
+    rc, err = run_main([fill.get(a, a) for a in argv], capsys)
+    assert_one_error(rc, err, needle)
+    assert sorted(p.name for p in model.iterdir()) == before and not (tmp_path / "o").exists()
+
+
+def test_a_finetune_lora_flag_at_its_task_default_is_fine_with_full():
+    import argparse
+
+    from kogpt2.commands.finetune import lora_flags_with_full
+
+    lora_flags_with_full(argparse.Namespace(task="sentiment", full=True, lora_r=8, lora_embeddings=True))
+    with pytest.raises(Exception, match="--lora-embeddings"):
+        lora_flags_with_full(argparse.Namespace(task="sentiment", full=True, lora_r=8, lora_embeddings=False))
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["generate", "--bogus"], "kogpt2 generate: unrecognized arguments: --bogus"),
+    (["generate", "오늘", "--device", "tpu"], "argument --device: unknown device 'tpu'"),
+    (["tokenizer", "encode", "오늘"], "kogpt2 tokenizer encode: the following arguments are required: --tokenizer"),
+    (["finetune", "chat", "--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
+])
+def test_usage_errors_are_one_line_naming_the_help(argv, needle):
+    p = kogpt2_cli(*argv)
+    assert_one_error(p.returncode, p.stderr, needle, "--help`")
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+@pytest.mark.parametrize("argv", [["tokenizer", "encode", "--tokenizer", "{tok}"], ["chat", "--batch", "--model",
+                                  "{model}", "--no-adapter", "--max-new-tokens", "2"]], ids=lambda a: a[0])
+def test_stdin_that_is_not_utf8_is_one_error(argv, tiny_model_dir, tiny_tokenizer_dir):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "LC_ALL": "C.UTF-8"}
+    fill = {"{tok}": tiny_tokenizer_dir, "{model}": tiny_model_dir}
+    p = subprocess.run([sys.executable, "-m", "kogpt2", *[str(fill.get(a, a)) for a in argv]],
+                       input="안녕하세요\n".encode("cp949"), capture_output=True, env=env, timeout=300)
+    assert_one_error(p.returncode, p.stderr.decode(), "not UTF-8", "iconv -f cp949")
+
+
+def test_eval_bpc_text_without_documents_fails_before_the_model_loads(bad_models, tmp_path, capsys):
+    empty = tmp_path / "blank.txt"
+    empty.write_text("\n  \n<|endoftext|>\n", encoding="utf-8")
+    rc, err = run_main(["eval", "bpc", "--text", empty, "--model", bad_models["truncated"]], capsys)
+    assert_one_error(rc, err, f"no documents found in {empty}", "blank lines: 2", "one paragraph per line")

@@ -64,3 +64,20 @@ def test_cuda_generation_runs_in_half_precision_and_matches_cpu_greedy_start(tin
     assert isinstance(beams, str)
     m = place(load(tiny_model_dir, device="cpu")[0].model, torch.device("cuda"))
     assert next(m.parameters()).device.type == "cuda"
+
+
+def test_device_names_take_a_gpu_index_and_check_it(monkeypatch):
+    from kogpt2.devices import device_name_problem
+
+    assert [device_name_problem(n) for n in ("auto", "cpu", "cuda", "cuda:0", "cuda:12")] == [None] * 5
+    assert all("unknown device" in device_name_problem(n) for n in ("tpu", "cuda:", "cuda:x", "cuda0", "CPU"))
+    p = argparse.ArgumentParser()
+    add_device_flags(p)
+    assert p.parse_args(["--device", "cuda:1"]).device == "cuda:1"
+    with pytest.raises(SystemExit):
+        p.parse_args(["--device", "cuda:one"])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+    with pytest.raises(KoGPT2Error, match="has 2 CUDA GPU"):
+        resolve_device("cuda:2")

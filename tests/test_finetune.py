@@ -79,7 +79,7 @@ def test_unknown_task_and_bad_device_are_clear_errors():
 
     with pytest.raises(KoGPT2Error, match="unknown fine-tuning task 'qa'"):
         get_task("qa")
-    with pytest.raises(KoGPT2Error, match="--device 'tpu'"):
+    with pytest.raises(KoGPT2Error, match="--device: unknown device 'tpu'"):
         FinetuneConfig(data="d", out="o", device="tpu")
 
 
@@ -148,6 +148,8 @@ def kogpt2(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
 
 TINY_FLAGS = ["--epochs", "1", "--batch-size", "4", "--lora-r", "2", "--max-len", "32", "--eval-interval", "3",
               "--dtype", "fp32", "--device", "cpu", "--threads", "1", "--no-progress", "--val-fraction", "0.2"]
+FULL_FLAGS = [f for i, f in enumerate(TINY_FLAGS) if "--lora-r" not in TINY_FLAGS[max(i - 1, 0):i + 1]]
+"""TINY_FLAGS without the LoRA rank (``--full`` refuses LoRA flags)."""
 
 
 @pytest.mark.slow
@@ -185,7 +187,7 @@ def test_eval_chat_scores_on_the_chosen_device(chat_csv, tiny_model_dir, monkeyp
 def test_cli_full_finetune_sentiment_then_classify(nsmc, tiny_model_dir, tmp_path):
     out = tmp_path / "head"
     kogpt2("finetune", "sentiment", "--data", str(nsmc), "--model", str(tiny_model_dir), "--out", str(out), "--full",
-           *TINY_FLAGS)
+           *FULL_FLAGS)
     assert json.loads((out / "kogpt2_finetune.json").read_text())["mode"] == "full"
     assert (out / "model.safetensors").is_file() and not (out / "adapter_model.safetensors").exists()
     r = kogpt2("classify", "정말 재미있는 영화", "시간 아까운 영화", "--head", str(out))
@@ -196,7 +198,7 @@ def test_cli_full_finetune_sentiment_then_classify(nsmc, tiny_model_dir, tmp_pat
 def test_cli_full_finetune_chat_is_a_model_directory(chat_csv, tiny_model_dir, tmp_path):
     out = tmp_path / "chat-full"
     kogpt2("finetune", "chat", "--data", str(chat_csv), "--model", str(tiny_model_dir), "--out", str(out), "--full",
-           *TINY_FLAGS)
+           *FULL_FLAGS)
     gen = json.loads((out / "generation_config.json").read_text())
     assert gen["repetition_penalty"] == 1.3 and (out / "model.safetensors").is_file()
     r = kogpt2("chat", "--model", str(out), "--seed", "0", "--max-new-tokens", "5", stdin="안녕\n")

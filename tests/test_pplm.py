@@ -165,7 +165,7 @@ def sentiment_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def discrim_dir(tmp_path_factory, sentiment_file, tiny_model_dir):
     out = tmp_path_factory.mktemp("discrim")
-    result = train_discriminator(read_labelled(sentiment_file), out, str(tiny_model_dir), valid_fraction=0.25,
+    result = train_discriminator(read_labelled(sentiment_file)[0], out, str(tiny_model_dir), valid_fraction=0.25,
                                  epochs=400, lr=0.05, progress=False)
     return out, result
 
@@ -213,9 +213,13 @@ def test_cli_jsonl_shape(tiny_model_dir, tmp_path, capsys):
 
 def test_cli_discrim_and_train(tiny_model_dir, sentiment_file, tmp_path, capsys):
     out = tmp_path / "d"
-    assert main(["pplm", "train-discrim", "--data", str(sentiment_file), "--out", str(out),
-                 "--model", str(tiny_model_dir), "--epochs", "50"]) == 0
-    assert "accuracy" in capsys.readouterr().out
+    data = tmp_path / "ratings.txt"  # two bad rows: a label that is not 0/1, a missing field
+    data.write_text(sentiment_file.read_text(encoding="utf-8") + "900\t별로\t7\n901\t필드 하나 없음\n",
+                    encoding="utf-8")
+    assert main(["pplm", "train-discrim", "--data", str(data), "--out", str(out),
+                 "--model", str(tiny_model_dir), "--epochs", "50", "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy" in printed and ", 2 skipped (" in printed
     assert main(["pplm", "좋은", "--discrim", str(out), "--class", "positive", "--model", str(tiny_model_dir),
                  "--max-new-tokens", "4", "--seed", "2"]) == 0
     text = capsys.readouterr().out

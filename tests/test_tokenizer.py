@@ -232,3 +232,12 @@ def test_cli_bad_paths_exit_2_with_one_line(argv, tmp_path, tiny_tokenizer_dir, 
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_lines_that_are_not_utf8_are_skipped_counted_and_reported(tmp_path):
+    f = tmp_path / "mixed.txt"
+    f.write_bytes("첫 문단\r\n".encode() + "깨진 줄\n".encode("cp949") + "둘째 문단\n".encode()
+                  + "또 깨진 줄\n".encode("cp949"))
+    notes = []
+    assert list(iter_text_lines([f], warn=notes.append)) == ["첫 문단\n", "둘째 문단\n"]
+    assert len(notes) == 1 and f"{f}: 2 line(s) not valid UTF-8 skipped" in notes[0] and "iconv" in notes[0]

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from kogpt2.errors import KoGPT2Error
 
@@ -42,10 +43,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line: the problem and where the help is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def _top_parser() -> argparse.ArgumentParser:
     width = max(len(n) for n in COMMANDS)
     lines = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items())
-    return argparse.ArgumentParser(
+    return Parser(
         prog="kogpt2",
         description="KoGPT2: Korean GPT-2 toolkit.",
         epilog=f"commands:\n{lines}\n\nRun `kogpt2 COMMAND --help` for a command's options.",
@@ -58,10 +66,10 @@ def build_parser(name: str, sub: str | None = None) -> argparse.ArgumentParser:
     module_name, help_ = COMMANDS[name]
     module = importlib.import_module(module_name)
     if sub is not None:
-        parser = argparse.ArgumentParser(prog=f"kogpt2 {name} {sub}")
+        parser = Parser(prog=f"kogpt2 {name} {sub}")
         module.SUBCOMMANDS[sub](parser)
         return parser
-    parser = argparse.ArgumentParser(prog=f"kogpt2 {name}", description=help_)
+    parser = Parser(prog=f"kogpt2 {name}", description=help_)
     module.configure(parser)
     return parser
 
@@ -77,6 +85,8 @@ def _sub_word(name: str, rest: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kogpt2`` console script. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if isinstance(sys.stdin, io.TextIOWrapper):  # bad bytes on stdin: an error below, not lone surrogates
+        sys.stdin.reconfigure(errors="strict")
     top = _top_parser()
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
@@ -102,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args) or 0)
     except KoGPT2Error as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except UnicodeDecodeError as e:
+        print(f"error: the input is not UTF-8 text ({e.reason}); convert it first, "
+              "e.g. `iconv -f cp949 -t utf-8 IN > OUT`", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

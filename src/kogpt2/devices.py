@@ -33,25 +33,49 @@ of a 2-core machine at batch 1)."""
 
 def add_device_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """Add ``--device`` and ``--threads`` (read them back with :func:`resolve_device`, :func:`set_threads`)."""
-    parser.add_argument("--device", default="auto", choices=DEVICES,
+    parser.add_argument("--device", default="auto", type=_device_arg, metavar="{auto,cpu,cuda,cuda:N}",
                         help="where the model runs: auto (default: cuda when a GPU is available, else cpu), "
-                             "cpu or cuda (bf16, or fp16 where bf16 is missing)")
+                             "cpu, cuda or cuda:N (bf16, or fp16 where bf16 is missing)")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help=f"CPU threads for inference (default: {DEFAULT_THREADS} for torch, {ONNX_THREADS} for "
                              "ONNX Runtime; more threads slow a small model down when other programs use the CPU)")
 
 
+def device_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a ``--device`` value (auto, cpu, cuda, cuda:N), or None when it is one."""
+    if name in DEVICES:
+        return None
+    index = name.removeprefix("cuda:")
+    if name.startswith("cuda:") and index.isdigit():
+        return None
+    return f"unknown device {name!r}; choose one of: {', '.join(DEVICES)}, cuda:N"
+
+
+def _device_arg(value: str) -> str:
+    problem = device_name_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
+
+
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``auto``/None -> cuda when available, else cpu; ``cuda`` without a GPU is an error."""
+    """``auto``/None -> cuda when available, else cpu; ``cuda``/``cuda:N`` without that GPU is an error."""
     if isinstance(device, torch.device):
         return device
     name = "auto" if device is None else str(device)
-    if name not in DEVICES and not name.startswith("cuda:"):
-        raise KoGPT2Error(f"unknown device {name!r}; choose one of: {', '.join(DEVICES)}")
+    problem = device_name_problem(name)
+    if problem:
+        raise KoGPT2Error(problem)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise KoGPT2Error("--device cuda: no CUDA GPU is available to torch here; use --device cpu (or auto)")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise KoGPT2Error(f"--device {name}: no CUDA GPU is available to torch here; use --device cpu (or auto)")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise KoGPT2Error(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                              f"numbered from 0; give a smaller index or --device cuda")
+        return dev
     return torch.device(name)
 
 

@@ -121,9 +121,16 @@ def read_documents(paths: list[str | Path], text_field: str = "text") -> list[st
     from kogpt2.data_io import expand_inputs, iter_documents
     from kogpt2.errors import KoGPT2Error
 
+    import sys
+
     stats: Counter = Counter()
-    docs = ["\n".join(paras) for _, paras in iter_documents(expand_inputs(list(paths)), stats,
-                                                            text_field=text_field)]
+    docs = ["\n".join(paras) for _, paras in iter_documents(
+        expand_inputs(list(paths)), stats, text_field=text_field,
+        warn=lambda message: print(f"note: {message}", file=sys.stderr))]
     if not docs:
-        raise KoGPT2Error(f"no documents found in {[str(p) for p in paths]}")
+        skipped = {k: v for k, v in stats.items() if k not in ("files", "lines") and v}
+        why = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in skipped.items())
+        why = f" ({why})" if why else ""
+        raise KoGPT2Error(f"no documents found in {', '.join(map(str, paths))}{why}; give UTF-8 text files with "
+                          "one paragraph per line (or .jsonl with a text field)")
     return docs

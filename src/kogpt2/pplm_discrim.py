@@ -72,12 +72,13 @@ class Discriminator(torch.nn.Module):
 
 # ---------------------------------------------------------------------------- data
 
-def read_labelled(path: str | Path) -> list[tuple[str, int]]:
-    """(text, label) pairs of an NSMC-style file (``kogpt2.sentiment.read_nsmc``: header, no quoting)."""
+def read_labelled(path: str | Path) -> tuple[list[tuple[str, int]], Any]:
+    """(text, label) pairs of an NSMC-style file (``kogpt2.sentiment.read_nsmc``: header, no quoting),
+    and the ``ReadReport`` that counts the rows left out and why."""
     from kogpt2.sentiment import read_nsmc
 
-    texts, labels, _ = read_nsmc(path)
-    return list(zip(texts, labels))
+    texts, labels, report = read_nsmc(path)
+    return list(zip(texts, labels)), report
 
 
 def balanced_sample(rows: list[tuple[str, int]], n: int, seed: int = 0) -> list[tuple[str, int]]:
@@ -114,9 +115,10 @@ def mean_hidden_states(model: Any, tokenizer: Any, texts: Sequence[str], *, batc
         for j, e in enumerate(enc):
             ids[j, :len(e)] = torch.tensor(e)
             mask[j, :len(e)] = 1
+        ids, mask = ids.to(model.device), mask.to(model.device)
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, logits_to_keep=1)
         h = out.hidden_states[-1].float() * mask[..., None]  # (B, T, C)
-        feats.append(h.sum(1) / mask.sum(1, keepdim=True))
+        feats.append((h.sum(1) / mask.sum(1, keepdim=True)).cpu())
     out = torch.empty(len(order), model.config.hidden_size)
     if feats:
         out[order] = torch.cat(feats)  # back to the order of ``texts``
@@ -179,7 +181,7 @@ class DiscrimTrainConfig:
 
 def train_discriminator(rows: list[tuple[str, int]], out: str | Path, model: Any = None,
                         config: DiscrimTrainConfig | None = None, *, progress: bool = True,
-                        **fields: Any) -> TrainResult:
+                        device: str | torch.device | None = None, **fields: Any) -> TrainResult:
     """Train a positive/negative head for ``model`` (None = bundled) on ``rows`` and save it to ``out``.
 
     Args:
@@ -189,12 +191,14 @@ def train_discriminator(rows: list[tuple[str, int]], out: str | Path, model: Any
             ``kogpt2.generation.api.load`` first).
         config: sampling and fitting options; or give its fields as keywords
             (``valid_fraction=0.25, epochs=50``).
+        device: where the model computes the features (``kogpt2.devices.resolve_device``; None = the CPU,
+            or where a loaded model is).
     """
     cfg = config if config is not None else DiscrimTrainConfig(**fields)
     from kogpt2.generation.api import load
     from kogpt2.generation.torch_decoder import TorchDecoder
 
-    decoder, tok = load(model)
+    decoder, tok = load(model, device=device)
     if not isinstance(decoder, TorchDecoder):
         raise KoGPT2Error("train-discrim needs a PyTorch model directory")
     data = balanced_sample(rows, cfg.max_examples, cfg.seed)

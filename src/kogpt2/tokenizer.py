@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from kogpt2.errors import KoGPT2Error
 
@@ -55,15 +56,19 @@ HF_SPECIALS = dict(bos_token=EOS, eos_token=EOS, unk_token="<unk>", pad_token="<
                    mask_token="<mask>")
 
 
-def iter_text_lines(paths: Iterable[str | Path], progress: bool = False) -> Iterator[str]:
+def iter_text_lines(paths: Iterable[str | Path], progress: bool = False,
+                    warn: Callable[[str], None] | None = None) -> Iterator[str]:
     """Stream the lines of KoGPT2-convention text files (``<|endoftext|>`` lines skipped).
 
-    Each yielded line keeps its trailing newline so the tokenizer learns ``\\n``.
+    Each yielded line keeps its trailing newline so the tokenizer learns ``\\n``. A line that is
+    not valid UTF-8 is skipped and counted; each file with such lines is reported once to ``warn``.
 
     Args:
         paths: files, directories or globs (see ``expand_paths``).
         progress: show a tqdm bar over the bytes read.
+        warn: called with a one-line message per file with invalid lines (default: printed to stderr).
     """
+    warn = warn or (lambda message: print(f"note: {message}", file=sys.stderr))
     files = expand_paths(paths)
     bar = None
     if progress:
@@ -72,13 +77,22 @@ def iter_text_lines(paths: Iterable[str | Path], progress: bool = False) -> Iter
         bar = tqdm(total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True, desc="reading")
     try:
         for path in files:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                for line in f:
+            bad = 0
+            with open(path, "rb") as f:
+                for raw in f:
                     if bar is not None:
-                        bar.update(len(line.encode("utf-8", errors="replace")))
+                        bar.update(len(raw))
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        bad += 1
+                        continue
                     if line.strip() == DOC_SEPARATOR:
                         continue
-                    yield line if line.endswith("\n") else line + "\n"
+                    yield line.rstrip("\r\n") + "\n"  # CRLF files read like LF ones
+            if bad:
+                warn(f"{path}: {bad} line(s) not valid UTF-8 skipped (if the file is CP949/EUC-KR, convert it "
+                     f"first: iconv -f cp949 -t utf-8)")
     finally:
         if bar is not None:
             bar.close()

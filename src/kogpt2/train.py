@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from kogpt2.devices import device_name_problem, resolve_device
 from kogpt2.errors import KoGPT2Error
 from kogpt2.model_info import context_length
 from kogpt2.validate import number_problems
@@ -81,7 +82,7 @@ class TrainConfig:
     """Tokens per chunk of the LM head + cross-entropy (0 = all at once). A chunk's (chunk, vocab) logits are
     recomputed in the backward pass, so the (B, T, vocab) fp32 logits never exist: less memory, larger batches."""
     device: str = "auto"
-    """auto, cpu or cuda."""
+    """auto (cuda when available), cpu, cuda or cuda:N."""
     seed: int = 1337
     """Random seed (data order, init, dropout)."""
     eval_interval: int = 200
@@ -128,6 +129,13 @@ class TrainConfig:
             peak_flops=(self.peak_flops, "> 0"))
         if self.dtype not in ("bf16", "fp16", "fp32"):
             problems.append(f"--dtype {self.dtype!r}: choose bf16, fp16 or fp32")
+        if device_name_problem(self.device):
+            problems.append(f"--device: {device_name_problem(self.device)}")
+        if self.min_lr is not None and self.min_lr > self.lr:
+            problems.append(f"--min-lr {self.min_lr:g} is above --lr {self.lr:g}; the schedule decays from --lr "
+                            "down to --min-lr, so give a smaller --min-lr")
+        if self.init_from and (self.resume or self.resume_from is not None):
+            problems.append("--init-from starts a new run and --resume continues one; give only one of them")
         if self.out and Path(self.out).exists() and not Path(self.out).is_dir():
             problems.append(f"--out {self.out} is an existing file; give a directory path (new or a run to resume)")
         if self.resume_from is not None:
@@ -186,10 +194,10 @@ def setup_distributed(device: str = "auto") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(f"cuda:{local_rank}" if device == "cuda" else device)
-    if device == "cuda":
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        if dev.index is None:  # one GPU per torchrun process
+            dev = torch.device(f"cuda:{local_rank}")
         torch.cuda.set_device(dev)
     if world > 1 and not torch.distributed.is_initialized():
         torch.distributed.init_process_group(backend=process_group_backend(dev))
@@ -392,6 +400,8 @@ def train(cfg: TrainConfig) -> Path | None:
         raise KoGPT2Error(f"--grad-accum {cfg.grad_accum} is not divisible by the {world} processes; "
                           f"use a multiple of {world}")
     dist = setup_distributed(cfg.device)
+    if cfg.dtype == "fp16" and dist.device.type != "cuda":
+        raise KoGPT2Error(f"--dtype fp16 needs a CUDA GPU (this run is on {dist.device}); use --dtype bf16 or fp32")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)

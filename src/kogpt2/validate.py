@@ -64,6 +64,14 @@ def output_dir(path: str | Path, what: str = "--out") -> Path:
     return p
 
 
+def output_apart(out: str | Path, source: str | Path, what: str = "OUT") -> None:
+    """Refuse an output directory that is ``source`` or holds it (writing it would replace the source)."""
+    o, src = Path(out).resolve(), Path(source).resolve()
+    if o == src or o in src.parents:
+        raise KoGPT2Error(f"{what} {out} {'is' if o == src else 'holds'} the source model {source}, which the "
+                          f"output would replace; give {what} a directory outside it")
+
+
 def _fails(value: float, rule: str) -> bool:
     op, bound = rule.split()
     limit = float(bound)

@@ -22,7 +22,7 @@ from kogpt2.errors import KoGPT2Error
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``adventure`` arguments."""
-    parser.add_argument("--genre", default="fantasy", help="fantasy (default), horror, sci-fi or mystery")
+    parser.add_argument("--genre", default=None, help="fantasy (default), horror, sci-fi or mystery")
     parser.add_argument("--protagonist", metavar="NAME", help="the hero's name (default: drawn from the genre)")
     parser.add_argument("--goal", metavar="TEXT", help="the hero's goal, e.g. \"용을 물리치는 것\"")
     parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-small)")
@@ -67,12 +67,17 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
 
     if args.load:
-        given = [f for f in ("protagonist", "goal", "model") if getattr(args, f)]
+        from kogpt2.commands.sampling_args import sampling_values
+
+        given = [f"--{f}" for f in ("genre", "protagonist", "goal", "model") if getattr(args, f)]
+        given += ["--no-pplm"] * args.no_pplm
+        given += [f"--{f.replace('_', '-')}" for f in {**sampling_values(args), **pplm_values(args)}]
         if given:
-            raise KoGPT2Error(f"--load restores a saved game with its own settings; drop --{', --'.join(given)}")
+            raise KoGPT2Error(f"--load restores a saved game with its own settings; drop {', '.join(given)}")
         game = Adventure(GameState.load(args.load), device=device)
     else:
-        if args.genre not in genre_names():
-            raise KoGPT2Error(f"unknown genre {args.genre!r}; choose one of: {', '.join(genre_names())}")
-        game = Adventure.new(args.genre, args.protagonist, args.goal, _settings(args), device=device)
+        genre = args.genre or "fantasy"
+        if genre not in genre_names():
+            raise KoGPT2Error(f"unknown genre {genre!r}; choose one of: {', '.join(genre_names())}")
+        game = Adventure.new(genre, args.protagonist, args.goal, _settings(args), device=device)
     return play(game)

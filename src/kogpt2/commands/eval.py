@@ -49,6 +49,7 @@ def run_bpc(args: argparse.Namespace) -> int:
     check_numbers(batch_size=(args.batch_size, ">= 1"), max_docs=(args.max_docs, ">= 1"))
     device = resolve_device(args.device)
     set_threads(args.threads)
+    docs = read_documents(args.text)[: args.max_docs]  # bad text fails before the model loads
     model = place(load_model(args.model, dtype=args.dtype), device)
     tokenizer = load_tokenizer(args.model)
     max_pos = context_length(model)
@@ -56,7 +57,6 @@ def run_bpc(args: argparse.Namespace) -> int:
         raise KoGPT2Error(f"--n-ctx {args.n_ctx} must be between 1 and the model's {max_pos} positions")
     if args.stride is not None and not 1 <= args.stride <= (args.n_ctx or max_pos):
         raise KoGPT2Error("--stride must be between 1 and --n-ctx")
-    docs = read_documents(args.text)[: args.max_docs]
     result = bits_per_char(model, tokenizer, docs, n_ctx=args.n_ctx, stride=args.stride,
                            batch_size=args.batch_size, progress=True)
     print(result)

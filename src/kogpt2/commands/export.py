@@ -43,11 +43,13 @@ def run_onnx(args: argparse.Namespace) -> int:
 
     if args.cache == (args.out is not None) or (args.model is None and not args.cache):
         raise KoGPT2Error("give DIR OUT, or DIR --cache (DIR defaults to the bundled model with --cache)")
-    from kogpt2.validate import output_dir
+    from kogpt2.validate import output_apart, output_dir
 
     if args.out:
         output_dir(args.out, "OUT")
     model = check_model_dir(resolve_model_dir(args.model))
+    if args.out:
+        output_apart(args.out, model)
     if args.cache:
         from kogpt2.generation.onnx_backend import cache_dir, ready_onnx_dir
 
@@ -68,10 +70,11 @@ def run_hf(args: argparse.Namespace) -> int:
     from kogpt2.checkpoint import release
     from kogpt2.model import check_model_dir
 
-    from kogpt2.validate import output_dir
+    from kogpt2.validate import output_apart, output_dir
 
     model = check_model_dir(args.model, tokenizer=True)
     output_dir(args.out, "OUT")
+    output_apart(args.out, model)
     out = release(model, args.out, dtype=args.dtype)
     for f in sorted(out.iterdir()):
         print(f"{f}  {f.stat().st_size / 1e6:.1f} MB")

@@ -34,7 +34,27 @@ def run(args: argparse.Namespace) -> int:
     from kogpt2.finetune.task import finetune
     from kogpt2.validate import existing_file, output_dir
 
+    lora_flags_with_full(args)
     existing_file(args.data, "--data")
     output_dir(args.out)
     finetune(args.task, FinetuneConfig(**dataclass_kwargs(FinetuneConfig, args)))
     return 0
+
+
+def lora_flags_with_full(args: argparse.Namespace) -> None:
+    """``--full`` with a LoRA flag set away from its default is an error (the flag would do nothing)."""
+    from dataclasses import fields
+
+    from kogpt2.errors import KoGPT2Error
+    from kogpt2.finetune.config import FinetuneConfig
+    from kogpt2.finetune.task import get_task
+
+    if not args.full:
+        return
+    defaults = get_task(args.task).defaults
+    given = [f"--{f.name.replace('_', '-')}" for f in fields(FinetuneConfig)
+             if f.name.startswith("lora_") and hasattr(args, f.name)
+             and getattr(args, f.name) != defaults.get(f.name, f.default)]
+    if given:
+        raise KoGPT2Error(f"{', '.join(given)} only apply to LoRA adapters and --full trains every weight; "
+                          "drop them or drop --full")

@@ -63,6 +63,9 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="directory to write the discriminator to")
     parser.add_argument("--model", metavar="DIR", help="the LM to steer later (default: the bundled kogpt2-small)")
     add_dataclass_flags(parser, DiscrimTrainConfig)
+    from kogpt2.devices import add_device_flags
+
+    add_device_flags(parser)
     parser.set_defaults(func=run_train)
 
 
@@ -143,13 +146,17 @@ def run_train(args: argparse.Namespace) -> int:
 
     quiet_libraries()
     from kogpt2.config_flags import dataclass_kwargs
+    from kogpt2.devices import resolve_device, set_threads
     from kogpt2.pplm_discrim import DiscrimTrainConfig, read_labelled, train_discriminator
     from kogpt2.validate import output_dir
 
     output_dir(args.out)
     config = DiscrimTrainConfig(**dataclass_kwargs(DiscrimTrainConfig, args))  # checks the numbers
-    rows = read_labelled(args.data)
-    r = train_discriminator(rows, args.out, args.model, config)
+    device = resolve_device(args.device)
+    set_threads(args.threads)
+    rows, report = read_labelled(args.data)
+    print(report)
+    r = train_discriminator(rows, args.out, args.model, config, device=device)
     print(f"discriminator saved to {args.out}: {r.train_examples} training / {r.valid_examples} held-out "
           f"examples, accuracy {r.train_accuracy:.3f} train / {r.valid_accuracy:.3f} held out")
     return 0

@@ -41,7 +41,7 @@ def add_sampling_flags(parser: argparse.ArgumentParser, preset: str, exclude: It
     added = add_dataclass_flags(group, SamplingConfig, exclude=set(exclude), defaults_none=True,
                                 default_notes=notes, help_overrides={"seed": "random seed for reproducible output"})
     if "do_sample" in added:
-        group.add_argument("--greedy", dest="do_sample", action="store_false", default=None,
+        group.add_argument("--greedy", action="store_true",
                            help="greedy decoding (same as --no-do-sample)")
     return added
 
@@ -63,6 +63,10 @@ def sampling_values(args: argparse.Namespace) -> dict[str, Any]:
     from kogpt2.generation.config import SamplingConfig
 
     values = dataclass_kwargs(SamplingConfig, args, skip_none=True)
+    if getattr(args, "greedy", False):
+        if values.get("do_sample"):
+            raise KoGPT2Error("--greedy turns sampling off and --do-sample turns it on; give only one of them")
+        values["do_sample"] = False
     if values.get("do_sample") is False or values.get("num_beams", 1) > 1:
         given = [f"--{n.replace('_', '-')}" for n in SAMPLING_ONLY if n in values]
         if given:

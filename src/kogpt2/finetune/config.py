@@ -99,9 +99,14 @@ class FinetuneConfig:
             p.append("--lora-r and --eval-interval must be >= 1, --patience >= 0")
         if self.dtype not in ("bf16", "fp32"):
             p.append(f"--dtype {self.dtype!r}: choose bf16 or fp32")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            p.append(f"--device {self.device!r}: choose auto, cpu, cuda or cuda:N")
+        from kogpt2.devices import device_name_problem
+
+        if device_name_problem(self.device):
+            p.append(f"--device: {device_name_problem(self.device)}")
         if p:
             raise KoGPT2Error("; ".join(p))
         if self.lr is None:
             self.lr = 1e-4 if self.full else 1e-3
+        if self.min_lr is not None and self.min_lr > self.lr:
+            raise KoGPT2Error(f"--min-lr {self.min_lr:g} is above the peak learning rate {self.lr:g}; "
+                              "the schedule decays from --lr down to --min-lr, so give a smaller --min-lr")
