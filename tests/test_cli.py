@@ -65,3 +65,15 @@ def test_pplm_help_names_every_shipped_bag_of_words(capsys):
         main(["pplm", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert len(bow_names()) >= 10 and all(name in out for name in bow_names())
+
+
+def test_no_command_shows_the_libraries_loading_bars(tiny_model_dir, tmp_path):
+    from conftest import KOREAN_TXT, ROOT
+
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT / "src")}
+    for argv in (["eval", "bpc", "--text", str(KOREAN_TXT), "--max-docs", "2", "--model", str(tiny_model_dir)],
+                 ["export", "hf", str(tiny_model_dir), str(tmp_path / "released")]):
+        r = subprocess.run([sys.executable, "-m", "kogpt2", *argv], capture_output=True, text=True, env=env,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert "Loading weights" not in r.stderr, r.stderr

@@ -190,6 +190,8 @@ def test_train_numbers_are_checked(flags, needle, files, tmp_path, capsys):
 @pytest.mark.parametrize("argv,needle", [
     (["finetune", "chat", "--data", "{utf8}", "--out", "{out}", "--lr", "nan"], "--lr must be a finite number"),
     (["finetune", "chat", "--data", "{utf8}", "--out", "{out}", "--max-val", "0"], "--max-val must be >= 1"),
+    (["finetune", "chat", "--data", "{utf8}", "--out", "{out}", "--patience", "-1"], "--patience must be >= 0"),
+    (["finetune", "chat", "--data", "{utf8}", "--out", "{out}", "--batch-size", "0"], "--batch-size must be >= 1"),
     (["eval", "bpc", "--text", "{utf8}", "--max-docs", "-1"], "--max-docs must be >= 1"),
     (["eval", "bpc", "--text", "{utf8}", "--batch-size", "0"], "--batch-size must be >= 1"),
     (["data", "inspect", "{dir}", "--n", "-1"], "--n must be >= 0"),
@@ -342,6 +344,8 @@ def test_a_finetune_lora_flag_at_its_task_default_is_fine_with_full():
     (["generate", "오늘", "--device", "tpu"], "argument --device: unknown device 'tpu'"),
     (["tokenizer", "encode", "오늘"], "kogpt2 tokenizer encode: the following arguments are required: --tokenizer"),
     (["finetune", "chat", "--epochs", "x"], "argument --epochs: invalid int value: 'x'"),
+    (["data"], "kogpt2 data: the following arguments are required: {prepare,inspect}"),
+    (["tokenizer"], "kogpt2 tokenizer: the following arguments are required: {train,encode,info}"),
 ])
 def test_usage_errors_are_one_line_naming_the_help(argv, needle):
     p = kogpt2_cli(*argv)
@@ -364,3 +368,30 @@ def test_eval_bpc_text_without_documents_fails_before_the_model_loads(bad_models
     empty.write_text("\n  \n<|endoftext|>\n", encoding="utf-8")
     rc, err = run_main(["eval", "bpc", "--text", empty, "--model", bad_models["truncated"]], capsys)
     assert_one_error(rc, err, f"no documents found in {empty}", "blank lines: 2", "one paragraph per line")
+
+
+@pytest.mark.parametrize("flags,needle", [
+    (["--host", "999.1.1.1"], "--host must be an address of this machine"),
+    (["--cors-origin", "example.org/"], "'example.org/' not an origin"),
+    (["--max-tokens-cap", "-1"], "max_tokens_cap must be >= 1, got -1"),
+    (["--model", "{missing}"], "model directory not found"),
+])
+def test_serve_settings_are_one_clear_error(flags, needle, tmp_path, capsys, caplog):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    flags = [str(tmp_path / "missing") if f == "{missing}" else f for f in flags]
+    rc, err = run_main(["serve", "--port", str(port), *flags], capsys)
+    assert_one_error(rc, err, needle)
+    assert "exceeds" not in err and "another --port" not in err
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # no unrelated chat-adapter note first
+
+
+def test_data_inspect_says_when_the_split_is_empty(seven_docs, capsys):
+    assert main(["data", "inspect", str(seven_docs), "--split", "val"]) == 0
+    assert "the val split is empty" in capsys.readouterr().out
+    assert main(["data", "inspect", str(seven_docs), "--split", "train", "--n", "1", "--seed", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "train sample 1" in out and "is empty" not in out

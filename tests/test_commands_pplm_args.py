@@ -43,7 +43,7 @@ def test_train_discrim_flags_are_the_config_fields_and_bad_values_are_one_line(c
 def test_bad_strength_is_one_line(capsys):
     assert main(["pplm", "오늘", "--bow", "공포", "--gm-scale", "2"]) == 2
     err = capsys.readouterr().err
-    assert "gm_scale" in err and len(err.strip().splitlines()) == 1
+    assert "--gm-scale must be >= 0 and <= 1" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("value", ["nan", "-1"])

@@ -126,3 +126,17 @@ def test_bundled_model_never_answers_with_the_prompt_alone():
     counts = [len(re.findall("[가-힣]", t)) for t in texts]
     assert min(counts) >= 10, list(zip(counts, texts))
     assert texts[3] == generate(prompt, model=decoder, tokenizer=tok, max_new_tokens=24, seed=3)  # batch = alone
+
+
+def test_banned_tokens_a_user_gives_must_be_single_tokens(tiny_model_dir, tiny_tokenizer):
+    from kogpt2.errors import KoGPT2Error
+    from kogpt2.generation.api import generate
+
+    word = "어두운숲속에서"
+    assert word not in tiny_tokenizer.get_vocab()
+    with pytest.raises(KoGPT2Error, match=f"'{word}' splits into"):
+        generate("나는", model=tiny_model_dir, max_new_tokens=2, banned_tokens=["<usr>", word])
+    greedy = generate("나는", model=tiny_model_dir, max_new_tokens=1, do_sample=False)
+    first = tiny_tokenizer.tokenize(greedy)[0]
+    assert not generate("나는", model=tiny_model_dir, max_new_tokens=1, do_sample=False,
+                        banned_tokens=[first]).startswith(greedy)

@@ -140,7 +140,8 @@ def test_streaming_concatenates_to_generate(model):
 def test_invalid_pplm_options_are_listed_together():
     with pytest.raises(KoGPT2Error) as e:
         pplm.PPLMConfig(stepsize=-1, gm_scale=2, horizon_length=0)
-    assert "stepsize" in str(e.value) and "gm_scale" in str(e.value) and "horizon_length" in str(e.value)
+    assert str(e.value).count("--stepsize") == 1, str(e.value)  # once, not twice
+    assert "--gm-scale must be >= 0 and <= 1" in str(e.value) and "--horizon-length must be >= 1" in str(e.value)
 
 
 # ---------------------------------------------------------------------------- discriminator

@@ -141,7 +141,8 @@ class GameState:
     @classmethod
     def from_dict(cls, data: dict) -> "GameState":
         if data.get("version") != SAVE_VERSION:
-            raise KoGPT2Error(f"unsupported save version {data.get('version')!r} (this kogpt2 reads {SAVE_VERSION})")
+            raise KoGPT2Error(f"unsupported save version {data.get('version')!r} (this kogpt2 reads version "
+                              f"{SAVE_VERSION}); open it with the kogpt2 that saved it, or start a new game")
         d = {k: v for k, v in data.items() if k != "version"}
         return cls(**{**d, "settings": Settings(**d["settings"]), "turns": [Turn(**t) for t in d["turns"]]})
 
@@ -213,7 +214,8 @@ class Storyteller:
             bow = pplm.load_bow(genre.bow, self.tokenizer)
             self.decoder, _ = pplm.steering_decoder(decoder.model, bow, pplm.PPLMConfig(**settings.pplm),
                                                     self.tokenizer)
-        self.config = config_for(decoder, "pplm", max_new_tokens=settings.max_new_tokens, **settings.sampling)
+        self.config = config_for(decoder, "pplm", tokenizer=self.tokenizer, max_new_tokens=settings.max_new_tokens,
+                                 **settings.sampling)
 
     def continue_story(self, prompt: str, seed: int) -> str:
         """The continuation of ``prompt``, cut at its last sentence end."""

@@ -263,7 +263,7 @@ class ChatSession:
         self.decoder, self.tokenizer = load(model, tokenizer, device=device)
         self.model = model
         self.label = check_label(label)
-        self.config = config_for(self.decoder, "chat", **sampling)
+        self.config = config_for(self.decoder, "chat", tokenizer=self.tokenizer, **sampling)
         self.context = self.decoder.context
         if self.config.max_new_tokens >= self.context:
             raise KoGPT2Error(f"--max-new-tokens {self.config.max_new_tokens} leaves no room for the question in "

@@ -109,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        from kogpt2.commands.common import quiet_libraries
+
+        quiet_libraries()  # every command: no loading bars from transformers, warnings on one line
         return int(func(args) or 0)
     except KoGPT2Error as e:
         print(f"error: {e}", file=sys.stderr)

@@ -619,6 +619,9 @@ def inspect(data_dir: str | Path, n: int = 3, split: str = "train", max_chars: i
     shards = load_split(data_dir, split)
     out = [summary(meta)]
     sizes = np.array([s.size for s in shards], dtype=np.float64)
+    if n and not sizes.sum():
+        out.append(f"--- the {split} split is empty: no document to show (prepare more text, or a larger "
+                   "--val-fraction for the validation split) ---")
     if n == 0 or not sizes.sum():
         return "\n".join(out)
     tok = load_tokenizer(Path(data_dir) / meta.get("tokenizer", "tokenizer"))

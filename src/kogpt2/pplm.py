@@ -79,27 +79,12 @@ class PPLMConfig:
     """Stop perturbing after this many generated tokens."""
 
     def __post_init__(self) -> None:
-        p = []
-        if self.stepsize < 0:
-            p.append(f"stepsize must be >= 0, got {self.stepsize}")
-        if self.num_iterations < 0:
-            p.append(f"num_iterations must be >= 0, got {self.num_iterations}")
-        if self.window_length < 0:
-            p.append(f"window_length must be >= 0 (0 = whole past), got {self.window_length}")
-        if self.horizon_length < 1:
-            p.append(f"horizon_length must be >= 1, got {self.horizon_length}")
-        if self.gamma < 0:
-            p.append(f"gamma must be >= 0, got {self.gamma}")
-        if self.kl_scale < 0:
-            p.append(f"kl_scale must be >= 0, got {self.kl_scale}")
-        if not 0 <= self.gm_scale <= 1:
-            p.append(f"gm_scale must be in [0, 1], got {self.gm_scale}")
-        if self.grad_length < 0:
-            p.append(f"grad_length must be >= 0, got {self.grad_length}")
         from kogpt2.validate import number_problems
 
-        p += number_problems(stepsize=(self.stepsize, ">= 0"), gamma=(self.gamma, ">= 0"),
-                             kl_scale=(self.kl_scale, ">= 0"))
+        p = number_problems(stepsize=(self.stepsize, ">= 0"), num_iterations=(self.num_iterations, ">= 0"),
+                            window_length=(self.window_length, ">= 0"), horizon_length=(self.horizon_length, ">= 1"),
+                            gamma=(self.gamma, ">= 0"), kl_scale=(self.kl_scale, ">= 0"),
+                            gm_scale=(self.gm_scale, ">= 0 <= 1"), grad_length=(self.grad_length, ">= 0"))
         if p:
             raise KoGPT2Error("invalid PPLM options: " + "; ".join(p))
 

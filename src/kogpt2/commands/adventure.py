@@ -56,9 +56,6 @@ def _settings(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     """Start or load a game and play it; returns the exit status."""
-    from kogpt2.commands.common import quiet_libraries
-
-    quiet_libraries()
     from kogpt2.adventure import Adventure, GameState, genre_names
     from kogpt2.adventure_ui import play
     from kogpt2.devices import resolve_device, set_threads

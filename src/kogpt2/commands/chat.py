@@ -38,11 +38,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kogpt2.commands.common import quiet_libraries
     from kogpt2.commands.sampling_args import sampling_values
     from kogpt2.devices import resolve_device, set_threads
 
-    quiet_libraries()
     from kogpt2.chat import ChatSession, bundled_chat_adapter_dir, load_chat_model, run_repl
 
     sampling = sampling_values(args)

@@ -34,10 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kogpt2.commands.common import quiet_libraries
     from kogpt2.devices import place, resolve_device, set_threads
 
-    quiet_libraries()
     from kogpt2.sentiment import load_classifier, load_zero_shot
 
     device = resolve_device(args.device)

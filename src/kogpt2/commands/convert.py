@@ -14,7 +14,7 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="source", metavar="{tf,hf}")
+    sub = parser.add_subparsers(dest="source", metavar="{tf,hf}", required=True)
     tf = sub.add_parser("tf", help="TensorFlow checkpoint (OpenAI GPT-2 or Grover/KoGPT2-train layout) -> HF dir",
                         description="Convert a TensorFlow GPT-2 checkpoint into a Hugging Face model directory. "
                                     "The layout (OpenAI model/... or Grover newslm/...) is detected.")

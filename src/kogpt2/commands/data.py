@@ -14,7 +14,7 @@ import argparse
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    sub = parser.add_subparsers(dest="action", metavar="{prepare,inspect}")
+    sub = parser.add_subparsers(dest="action", metavar="{prepare,inspect}", required=True)
     p = sub.add_parser("prepare", help="clean, dedup, split and tokenize a corpus into shards",
                        description="Clean, deduplicate, split and tokenize text into uint16 shards "
                                    "with a meta.json. A re-run into the same --out skips finished shards.")

@@ -14,7 +14,7 @@ import argparse
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``export`` sub-subcommands."""
-    sub = parser.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    sub = parser.add_subparsers(dest="format", metavar="{onnx,hf}", required=True)
     onnx = sub.add_parser("onnx", help="ONNX with past key/values (runs in ONNX Runtime, any language)",
                           description="Export a GPT-2 directory to ONNX with past key/values.")
     onnx.add_argument("model", metavar="DIR", nargs="?", help="Hugging Face GPT-2 model directory "

@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Generate and print; returns the exit status."""
-    from kogpt2.commands.common import quiet_libraries, read_prompts
+    from kogpt2.commands.common import read_prompts
     from kogpt2.commands.sampling_args import sampling_values
     from kogpt2.devices import resolve_device, set_threads
     from kogpt2.generation.backends import BACKENDS, DTYPES, check_choice, pick_backend
@@ -65,7 +65,6 @@ def run(args: argparse.Namespace) -> int:
     if printed:
         out.write(prompts[0])  # NOTE: shown while the model loads (imports take most of startup)
         out.flush()
-    quiet_libraries()
     from kogpt2.generation import api
 
     decoder, tok = api.load(args.model, None, backend, args.dtype, device, args.threads)

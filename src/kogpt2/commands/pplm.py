@@ -99,12 +99,11 @@ def _attribute(args: argparse.Namespace, tokenizer):
 
 def run(args: argparse.Namespace) -> int:
     """Print unsteered and steered continuations; returns the exit status."""
-    from kogpt2.commands.common import quiet_libraries, read_prompts
+    from kogpt2.commands.common import read_prompts
     from kogpt2.commands.pplm_args import pplm_config
     from kogpt2.commands.sampling_args import sampling_values
     from kogpt2.devices import resolve_device, set_threads
 
-    quiet_libraries()
     from kogpt2 import pplm
     from kogpt2.generation.api import config_for, generate, load, stream
 
@@ -114,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     set_threads(args.threads)
     decoder, tok = load(args.model, device=device)
-    cfg = config_for(decoder, "pplm", **sampling_values(args))
+    cfg = config_for(decoder, "pplm", tokenizer=tok, **sampling_values(args))
     attribute = _attribute(args, tok)
     steering, _ = pplm.steering_decoder(decoder.model, attribute, pplm_config(args, bool(args.discrim)), tok)
     base_seed = args.seed if args.seed is not None else random.randrange(2**31)
@@ -142,9 +141,6 @@ def run(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """Train and save a discriminator; prints its accuracy."""
-    from kogpt2.commands.common import quiet_libraries
-
-    quiet_libraries()
     from kogpt2.config_flags import dataclass_kwargs
     from kogpt2.devices import resolve_device, set_threads
     from kogpt2.pplm_discrim import DiscrimTrainConfig, read_labelled, train_discriminator

@@ -11,6 +11,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
 import logging
 import math
@@ -85,6 +86,11 @@ def run(args: argparse.Namespace) -> int:
                     api_key=key, cors_origins=args.cors_origin,
                     allowed_hosts=args.allowed_hosts or (LOOPBACK_HOSTS if _is_loopback(args.host) else None))
     cfg = ServeConfig(**settings)
+    if args.model is not None:  # a bad model directory is the first error, before the chat adapter's notes
+        from kogpt2.model_dir import check_model_dir
+        from kogpt2.paths import resolve_model_dir
+
+        check_model_dir(resolve_model_dir(args.model))
     sock = bind(args.host, args.port)
     try:
         classifier = load_sentiment(args.sentiment) if args.sentiment else None
@@ -126,8 +132,13 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise KoGPT2Error(f"cannot listen on {host}:{port}: {e.strerror or e}; stop what uses it or give "
-                          "another --port") from None
+        if e.errno in (errno.EADDRINUSE, errno.EACCES):
+            fix = "stop what uses it or give another --port" if e.errno == errno.EADDRINUSE else \
+                "ports below 1024 need root; give a --port from 1024 up"
+        else:  # an unknown name or an address this machine does not have
+            fix = ("--host must be an address of this machine: 127.0.0.1 (loopback), 0.0.0.0 (every interface), "
+                   "::1, or one of its own addresses")
+        raise KoGPT2Error(f"cannot listen on {host}:{port}: {e.strerror or e}; {fix}") from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

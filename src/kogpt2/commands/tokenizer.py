@@ -18,7 +18,7 @@ from kogpt2.errors import KoGPT2Error
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``train``, ``encode`` and ``info`` sub-subcommands."""
-    sub = parser.add_subparsers(dest="action", metavar="{train,encode,info}")
+    sub = parser.add_subparsers(dest="action", metavar="{train,encode,info}", required=True)
 
     p = sub.add_parser("train", help="train a character-level BPE tokenizer (byte fallback) by streaming",
                        description="Train a Korean tokenizer from text files, directories or globs "

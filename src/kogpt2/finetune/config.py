@@ -81,8 +81,6 @@ class FinetuneConfig:
             p.append("--data is required")
         if not self.out:
             p.append("--out is required")
-        if self.epochs < 1 or self.batch_size < 1 or (self.max_steps is not None and self.max_steps < 1):
-            p.append("--epochs, --batch-size and --max-steps must be >= 1")
         if self.max_len < 8:
             p.append(f"--max-len {self.max_len} is too short; use at least 8 tokens")
         if not 0 < self.val_fraction < 0.5:
@@ -91,12 +89,13 @@ class FinetuneConfig:
             p.append("--max-examples must be >= 10")
         from kogpt2.validate import number_problems
 
-        p += number_problems(lr=(self.lr, "> 0"), min_lr=(self.min_lr, ">= 0"), warmup_steps=(self.warmup_steps, ">= 0"),
+        p += number_problems(epochs=(self.epochs, ">= 1"), batch_size=(self.batch_size, ">= 1"),
+                             max_steps=(self.max_steps, ">= 1"), lora_r=(self.lora_r, ">= 1"),
+                             eval_interval=(self.eval_interval, ">= 1"), patience=(self.patience, ">= 0"),
+                             lr=(self.lr, "> 0"), min_lr=(self.min_lr, ">= 0"), warmup_steps=(self.warmup_steps, ">= 0"),
                              weight_decay=(self.weight_decay, ">= 0"), grad_clip=(self.grad_clip, ">= 0"),
                              max_val=(self.max_val, ">= 1"), lora_alpha=(self.lora_alpha, "> 0"),
                              lora_dropout=(self.lora_dropout, ">= 0 < 1"), threads=(self.threads, ">= 1"))
-        if self.lora_r < 1 or self.eval_interval < 1 or self.patience < 0:
-            p.append("--lora-r and --eval-interval must be >= 1, --patience >= 0")
         if self.dtype not in ("bf16", "fp32"):
             p.append(f"--dtype {self.dtype!r}: choose bf16 or fp32")
         from kogpt2.devices import device_name_problem

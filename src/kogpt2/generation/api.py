@@ -28,7 +28,7 @@ from kogpt2.generation.config import SamplingConfig
 from kogpt2.generation.decoder import Decoder
 from kogpt2.generation.loop import decode_rows
 from kogpt2.generation.presets import resolve_config
-from kogpt2.generation.processors import LogitsProcessor
+from kogpt2.generation.processors import LogitsProcessor, check_single_tokens
 
 _CACHE: dict[tuple, tuple[Decoder, Any]] = {}
 
@@ -90,8 +90,13 @@ def encode_prompt(tokenizer: Any, prompt: str, context: int, max_new_tokens: int
 
 
 def config_for(decoder: Decoder, preset: str = "default", config: SamplingConfig | None = None,
-               **given: Any) -> SamplingConfig:
-    """The config of a request on ``decoder``: ``preset`` (its model's defaults) or ``config``, then ``given``."""
+               tokenizer: Any = None, **given: Any) -> SamplingConfig:
+    """The config of a request on ``decoder``: ``preset`` (its model's defaults) or ``config``, then ``given``.
+
+    With ``tokenizer``, ``banned_tokens`` in ``given`` must be single tokens of it (else a ``KoGPT2Error``).
+    """
+    if tokenizer is not None and given.get("banned_tokens"):
+        check_single_tokens(tokenizer, given["banned_tokens"])
     return resolve_config(preset, getattr(decoder, "model_dir", None), config, **given)
 
 
@@ -116,7 +121,7 @@ def generate(prompts: str | list[str], model: Any = None, tokenizer: Any = None,
         ``num_return_sequences`` entries per prompt, in prompt order.
     """
     decoder, tok = load(model, tokenizer, backend, dtype, device)
-    cfg = config_for(decoder, preset, config, **overrides)
+    cfg = config_for(decoder, preset, config, tok, **overrides)
     single = isinstance(prompts, str)
     plist = [prompts] if single else list(prompts)
     if not plist:
@@ -146,7 +151,7 @@ def stream(prompt: str, model: Any = None, tokenizer: Any = None, config: Sampli
     Arguments as in :func:`generate`; ``num_beams`` and ``num_return_sequences`` must be 1.
     """
     decoder, tok = load(model, tokenizer, backend, dtype, device)
-    cfg = config_for(decoder, preset, config, **overrides)
+    cfg = config_for(decoder, preset, config, tok, **overrides)
     if cfg.num_beams > 1 or cfg.num_return_sequences > 1:
         raise KoGPT2Error("streaming produces one sequence: use num_beams=1 and num_return_sequences=1 "
                           "(or generate() / --no-stream)")

@@ -74,6 +74,19 @@ def banned_ids(tokenizer: Any, tokens: Iterable[str]) -> list[int]:
     return sorted({vocab[t] for t in tokens if t in vocab})
 
 
+def check_single_tokens(tokenizer: Any, tokens: Iterable[str]) -> None:
+    """Raise a one-line ``KoGPT2Error`` for any of ``tokens`` (``banned_tokens`` a user gave) that is not
+    one token of ``tokenizer``: it could never be generated as such, so banning it would do nothing."""
+    from kogpt2.errors import KoGPT2Error
+
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in tokens if t not in vocab]
+    if missing:
+        shown = "; ".join(f"{t!r} splits into {' '.join(map(repr, tokenizer.tokenize(t)))}" for t in missing)
+        raise KoGPT2Error(f"--banned-tokens: not single tokens of this tokenizer ({shown}); give whole tokens, "
+                          "as `kogpt2 tokenizer encode TEXT --tokens --tokenizer MODEL` prints them")
+
+
 def seen_mask(prompts: Sequence[Sequence[int]], vocab_size: int, device: torch.device) -> torch.Tensor:
     """(B, V) bool: which tokens each row's prompt holds (for the repetition penalty)."""
     seen = torch.zeros((len(prompts), vocab_size), dtype=torch.bool, device=device)

@@ -83,11 +83,15 @@ class ServeConfig:
             problems.append(f"max_wait_ms must be a finite number >= 0, got {self.max_wait_ms}")
         if not math.isfinite(self.keep_alive_s) or self.keep_alive_s <= 0:
             problems.append(f"keep_alive_s must be a finite number > 0, got {self.keep_alive_s}")
-        if self.default_max_tokens > self.max_tokens_cap:
+        if 1 <= self.max_tokens_cap < self.default_max_tokens:
             problems.append(f"default_max_tokens ({self.default_max_tokens}) exceeds max_tokens_cap "
                             f"({self.max_tokens_cap})")
         if self.api_key is not None and (not self.api_key.strip() or self.api_key != self.api_key.strip()):
             problems.append("api_key is empty or has surrounding spaces; give a non-empty key or none")
+        bad_origins = [o for o in self.cors_origins if o != "*" and not re.fullmatch(r"https?://[^/\s?#]+", o)]
+        if bad_origins:
+            problems.append(f"cors_origins: {', '.join(map(repr, bad_origins))} not an origin; give scheme://host"
+                            "[:port] with no path or trailing slash (e.g. https://example.org), or '*' for any")
         if self.allowed_hosts is not None and not [h for h in self.allowed_hosts if h.strip()]:
             problems.append("allowed_hosts is empty; give at least one host name, or '*' for any")
         if problems:
