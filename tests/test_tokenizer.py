@@ -240,4 +240,19 @@ def test_lines_that_are_not_utf8_are_skipped_counted_and_reported(tmp_path):
                   + "또 깨진 줄\n".encode("cp949"))
     notes = []
     assert list(iter_text_lines([f], warn=notes.append)) == ["첫 문단\n", "둘째 문단\n"]
-    assert len(notes) == 1 and f"{f}: 2 line(s) not valid UTF-8 skipped" in notes[0] and "iconv" in notes[0]
+    assert notes[:2] == [f"{f}:2: invalid UTF-8, line skipped", f"{f}:4: invalid UTF-8, line skipped"]
+    assert f"{f}: 2 invalid UTF-8 line(s) skipped in all" in notes[2] and "iconv -f cp949" in notes[2]
+
+
+def test_train_reads_corpora_as_data_prepare_does(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "숲 속의 오두막\\n작은 불빛"}\n', encoding="utf-8")
+    import gzip
+
+    with gzip.open(tmp_path / "b.txt.gz", "wt", encoding="utf-8") as g:
+        g.write("\n\n바닷가 마을\n<|endoftext|>\n")
+    assert sorted(iter_text_lines([tmp_path])) == ["바닷가 마을\n", "숲 속의 오두막\n", "작은 불빛\n"]
+    blank = tmp_path / "blank"
+    blank.mkdir()
+    (blank / "c.txt").write_text("\n  \n<|endoftext|>\n", encoding="utf-8")
+    with pytest.raises(KoGPT2Error, match="no text to train on"):
+        train_tokenizer([blank], vocab_size=600, show_progress=False)

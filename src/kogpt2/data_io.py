@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from kogpt2.errors import KoGPT2Error
-from kogpt2.tokenizer import DOC_SEPARATOR
 
+DOC_SEPARATOR = "<|endoftext|>"
+"""A line holding exactly this ends a document in a ``.txt`` corpus."""
 SUFFIXES = (".txt", ".txt.gz", ".jsonl", ".jsonl.gz")
 _SNIFF_BYTES = 8192
 _SEPARATOR_BYTES = DOC_SEPARATOR.encode()
@@ -114,8 +115,8 @@ def _decode_lines(path: Path, stats: Counter, warn: Warn, on_bytes: Callable[[in
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         stats["truncated_files"] += 1
         warn(f"{path}: stopped reading early ({e}); the rest of the file is skipped")
-    if n_bad > 3:
-        warn(f"{path}: {n_bad} invalid UTF-8 lines skipped in all (if the file is CP949/EUC-KR, "
+    if n_bad:
+        warn(f"{path}: {n_bad} invalid UTF-8 line(s) skipped in all (if the file is CP949/EUC-KR, "
              f"convert it first: iconv -f cp949 -t utf-8)")
 
 

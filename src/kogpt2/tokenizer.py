@@ -43,7 +43,6 @@ SPECIAL_TOKENS: list[str] = (
     + [f"<unused{i}>" for i in range(100)]
 )
 BYTE_TOKENS: list[str] = [f"<0x{b:02X}>" for b in range(256)]
-DOC_SEPARATOR = "<|endoftext|>"  # a line holding exactly this ends a document in corpora
 EOS = "</s>"
 EOS_ID = 1
 PAD_ID = 3
@@ -58,65 +57,41 @@ HF_SPECIALS = dict(bos_token=EOS, eos_token=EOS, unk_token="<unk>", pad_token="<
 
 def iter_text_lines(paths: Iterable[str | Path], progress: bool = False,
                     warn: Callable[[str], None] | None = None) -> Iterator[str]:
-    """Stream the lines of KoGPT2-convention text files (``<|endoftext|>`` lines skipped).
+    """Stream the paragraphs of corpus files, each with a trailing newline so the tokenizer learns ``\\n``.
 
-    Each yielded line keeps its trailing newline so the tokenizer learns ``\\n``. A line that is
-    not valid UTF-8 is skipped and counted; each file with such lines is reported once to ``warn``.
+    The files are read as ``kogpt2 data prepare`` reads them (``kogpt2.data_io``): ``.txt`` and
+    ``.jsonl``, gzipped or not; ``<|endoftext|>`` and blank lines are left out; unreadable files and
+    lines that are not UTF-8 are skipped, counted and reported to ``warn``.
 
     Args:
-        paths: files, directories or globs (see ``expand_paths``).
+        paths: files, directories (searched for corpus files) or globs.
         progress: show a tqdm bar over the bytes read.
-        warn: called with a one-line message per file with invalid lines (default: printed to stderr).
+        warn: called with one line per problem (default: printed to stderr as ``note: ...``).
     """
-    warn = warn or (lambda message: print(f"note: {message}", file=sys.stderr))
-    files = expand_paths(paths)
+    from kogpt2.data_io import expand_inputs
+
+    files = expand_inputs(list(paths))  # now: a missing path fails before any training starts
+    return _paragraph_lines(files, progress, warn or (lambda message: print(f"note: {message}", file=sys.stderr)))
+
+
+def _paragraph_lines(files: list[Path], progress: bool, warn: Callable[[str], None]) -> Iterator[str]:
+    from collections import Counter
+
+    from kogpt2.data_io import iter_documents
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=sum(f.stat().st_size for f in files), unit="B", unit_scale=True, desc="reading")
     try:
-        for path in files:
-            bad = 0
-            with open(path, "rb") as f:
-                for raw in f:
-                    if bar is not None:
-                        bar.update(len(raw))
-                    try:
-                        line = raw.decode("utf-8")
-                    except UnicodeDecodeError:
-                        bad += 1
-                        continue
-                    if line.strip() == DOC_SEPARATOR:
-                        continue
-                    yield line.rstrip("\r\n") + "\n"  # CRLF files read like LF ones
-            if bad:
-                warn(f"{path}: {bad} line(s) not valid UTF-8 skipped (if the file is CP949/EUC-KR, convert it "
-                     f"first: iconv -f cp949 -t utf-8)")
+        for _, paragraphs in iter_documents(files, Counter(), warn=warn,
+                                            on_bytes=bar.update if bar is not None else lambda n: None):
+            for paragraph in paragraphs:
+                yield paragraph + "\n"
     finally:
         if bar is not None:
             bar.close()
-
-
-def expand_paths(paths: Iterable[str | Path], suffixes: tuple[str, ...] = (".txt",)) -> list[Path]:
-    """Expand files, directories (recursively, by suffix) and globs into a sorted file list."""
-    import glob
-
-    out: list[Path] = []
-    for p in paths:
-        p = Path(p)
-        if p.is_dir():
-            out.extend(sorted(q for q in p.rglob("*") if q.is_file() and q.name.endswith(suffixes)))
-        elif p.is_file():
-            out.append(p)
-        else:
-            matches = sorted(Path(m) for m in glob.glob(str(p), recursive=True))
-            if not matches:
-                raise KoGPT2Error(f"input path not found: {p} (give files, directories or globs)")
-            out.extend(m for m in matches if m.is_file())
-    if not out:
-        raise KoGPT2Error(f"no input files found in {[str(p) for p in paths]}")
-    return out
 
 
 def build_backend(vocab: dict[str, int] | None = None, merges: list | None = None):
@@ -166,8 +141,7 @@ def train_tokenizer(
     if files is None and texts is None:
         raise KoGPT2Error("give text files to train the tokenizer on")
     if texts is None:
-        files = expand_paths(files)  # type: ignore[arg-type]  # fail fast on missing paths
-        texts = iter_text_lines(files, progress=show_progress)
+        texts = iter_text_lines(files, progress=show_progress)  # type: ignore[arg-type]
     n_lines = 0
 
     def iterator() -> Iterator[str]:
@@ -186,8 +160,8 @@ def train_tokenizer(
     tok = build_backend()
     tok.train_from_iterator(iterator(), trainer=trainer)
     if n_lines == 0:
-        raise KoGPT2Error("no text to train on: the input is empty or holds only "
-                          f"{DOC_SEPARATOR} lines; give non-empty UTF-8 text files")
+        raise KoGPT2Error("no text to train on: the input is empty or holds only blank and "
+                          "<|endoftext|> lines; give non-empty UTF-8 text files")
     tok = _insert_byte_tokens(tok)
     hf = wrap(tok)
     if out_dir is not None:

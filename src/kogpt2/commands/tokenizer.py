@@ -21,9 +21,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="{train,encode,info}", required=True)
 
     p = sub.add_parser("train", help="train a character-level BPE tokenizer (byte fallback) by streaming",
-                       description="Train a Korean tokenizer from text files, directories or globs "
-                                   "(one paragraph per line; <|endoftext|> lines are skipped).")
-    p.add_argument("files", nargs="+", help="text files, directories (*.txt inside) or globs")
+                       description="Train a Korean tokenizer from corpus files, directories or globs, read as "
+                                   "`kogpt2 data prepare` reads them (.txt: one paragraph per line, "
+                                   "<|endoftext|> lines skipped; .jsonl: a text field; gzipped or not).")
+    p.add_argument("files", nargs="+", help="corpus files (.txt, .jsonl, .gz), directories or globs")
     p.add_argument("--out", required=True, help="output directory (a Hugging Face tokenizer directory)")
     p.add_argument("--vocab-size", type=int, default=51200, help="vocabulary size incl. specials and bytes")
     p.add_argument("--limit-alphabet", type=int, default=3000,
