@@ -140,3 +140,36 @@ def test_banned_tokens_a_user_gives_must_be_single_tokens(tiny_model_dir, tiny_t
     first = tiny_tokenizer.tokenize(greedy)[0]
     assert not generate("나는", model=tiny_model_dir, max_new_tokens=1, do_sample=False,
                         banned_tokens=[first]).startswith(greedy)
+
+
+def test_prompts_and_config_of_the_wrong_type_are_one_clear_error(tiny_model_dir):
+    from kogpt2.errors import KoGPT2Error
+    from kogpt2.generation.api import generate, stream
+
+    for bad, needle in ((None, "got NoneType"), (5, "got int"), (b"x", "got bytes"), ({"나는": 1}, "got dict"),
+                        (["나는", 3], "got a list holding ['int']")):
+        with pytest.raises(KoGPT2Error, match=re.escape(f"prompts must be a string or a list of strings, {needle}")):
+            generate(bad, model=tiny_model_dir, max_new_tokens=2)
+    with pytest.raises(KoGPT2Error, match="stream takes one prompt string"):
+        stream(["나는"], model=tiny_model_dir, max_new_tokens=2)
+    with pytest.raises(KoGPT2Error, match="config must be a SamplingConfig, got dict"):
+        generate("나는", model=tiny_model_dir, config={"max_new_tokens": 2})
+    assert generate(("나는", "오늘"), model=tiny_model_dir, max_new_tokens=2, seed=0) == \
+        generate(["나는", "오늘"], model=tiny_model_dir, max_new_tokens=2, seed=0)
+
+
+def test_numpy_integers_are_integers_and_the_top_seed_takes_n(tiny_model_dir):
+    import numpy as np
+
+    from kogpt2.errors import KoGPT2Error
+    from kogpt2.generation.api import generate
+    from kogpt2.generation.config import SamplingConfig
+
+    cfg = SamplingConfig(top_k=np.int64(5), seed=np.int64(3))
+    assert (cfg.top_k, cfg.seed) == (5, 3) and type(cfg.seed) is int
+    with pytest.raises(KoGPT2Error, match="do_sample must be True or False, got 'no'"):
+        SamplingConfig(do_sample="no")
+    with pytest.raises(KoGPT2Error, match="stop sequences must be non-empty strings, got \\[5\\]"):
+        SamplingConfig(stop=5)
+    assert len(generate("나는", model=tiny_model_dir, max_new_tokens=2, seed=2**63 - 1,
+                        num_return_sequences=2)) == 2

@@ -40,6 +40,10 @@ def test_load_model_round_trips_a_saved_directory_in_the_asked_dtype(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(again(ids).logits, model(ids).logits)
     assert not again.training and load_model(tmp_path, dtype="bf16").dtype == torch.bfloat16
+    with pytest.raises(KoGPT2Error, match="dtype 'fp8' is not one of"):
+        load_model(tmp_path, dtype="fp8")
+    with pytest.raises(KoGPT2Error, match="unknown device 'gpu'"):
+        load_model(tmp_path, device="gpu")
 
 
 def test_check_model_dir_names_what_is_missing(tmp_path):

@@ -71,6 +71,10 @@ def test_padded_batches_classify_like_single_texts(tiny_model_dir, tiny_tokenize
         assert left_mask[:, -1].all() and not left_mask[:, 0].all()
         torch.testing.assert_close(clf.logits(left_ids, left_mask), alone, atol=1e-5, rtol=1e-4)
     assert clf.logits(ids, mask).requires_grad  # usable as a PPLM discriminator
+    from kogpt2.errors import KoGPT2Error
+
+    with pytest.raises(KoGPT2Error, match="give a text or a list of texts to classify, got NoneType"):
+        clf.classify(None)
 
 
 # ----------------------------------------------------------------------------- fine-tuning

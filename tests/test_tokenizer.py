@@ -256,3 +256,11 @@ def test_train_reads_corpora_as_data_prepare_does(tmp_path):
     (blank / "c.txt").write_text("\n  \n<|endoftext|>\n", encoding="utf-8")
     with pytest.raises(KoGPT2Error, match="no text to train on"):
         train_tokenizer([blank], vocab_size=600, show_progress=False)
+
+
+def test_one_path_as_a_string_or_path_is_one_input_not_its_characters(tmp_path):
+    f = tmp_path / "one.txt"
+    f.write_text("숲 속의 오두막\n", encoding="utf-8")
+    assert list(iter_text_lines(str(f))) == list(iter_text_lines(f)) == ["숲 속의 오두막\n"]
+    with pytest.raises(KoGPT2Error, match="not one string"):
+        train_tokenizer(texts="가나다", vocab_size=600, show_progress=False)

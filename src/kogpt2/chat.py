@@ -22,6 +22,7 @@ import io
 import logging
 import math
 import random
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ LN2 = math.log(2.0)
 BANNED_IN_ANSWER = CHAT_FORMAT_TOKENS
 CHAT_DEFAULTS = {k: v for k, v in PRESETS["chat"].items() if k in GENERATION_CONFIG_KEYS}
 """The ``chat`` preset's fields a ``generation_config.json`` can hold (written with full fine-tunes)."""
+CONTROL_TOKEN = re.compile(r"</?s>|</?d>|<usr>|<sys>|<pad>|<unk>|<mask>|<unused\d+>")
+"""The tokenizer's special tokens spelled out in text: a user who types ``<sys>`` must not end a turn."""
 HELP = "명령: /reset (대화 초기화), /sentiment 0|1|2 (0 일상, 1 부정, 2 긍정), /quit (끝내기)"
 
 
@@ -65,14 +68,19 @@ def check_label(label: int | str) -> str:
     return s
 
 
+def plain_text(text: str) -> str:
+    """``text`` without spelled-out special tokens (:data:`CONTROL_TOKEN`), so that it cannot forge turns."""
+    return CONTROL_TOKEN.sub("", text)
+
+
 def format_prompt(question: str, label: int | str = 0) -> str:
     """One user turn, ending where the model starts answering: ``<usr>q<unused1>l<sys>``."""
-    return f"{USR}{question}{SENT}{check_label(label)}{SYS}"
+    return f"{USR}{plain_text(question)}{SENT}{check_label(label)}{SYS}"
 
 
 def format_turn(question: str, answer: str, label: int | str = 0) -> str:
     """A complete turn: ``<usr>q<unused1>l<sys>a</s>``."""
-    return f"{format_prompt(question, label)}{answer}{EOS}"
+    return f"{format_prompt(question, label)}{plain_text(answer)}{EOS}"
 
 
 def encode_pair(tokenizer, question: str, answer: str, label: int | str, max_len: int) -> tuple[list[int], list[int]]:
@@ -306,12 +314,15 @@ class ChatSession:
         """Stream the answer to ``question``; the turn joins the history when the answer ends."""
         from kogpt2.generation.api import stream
 
+        if not isinstance(question, str):
+            raise KoGPT2Error(f"the question must be a string, got {type(question).__name__}")
         question = question.strip()
         if not question:
             raise KoGPT2Error("empty question: type something to say (" + HELP + ")")
         prompt = self.prompt(question)
         answer = []
-        config = self.config if self.config.seed is None else self.config.replace(seed=self.config.seed + self.replies)
+        config = self.config if self.config.seed is None else \
+            self.config.replace(seed=(self.config.seed + self.replies) % 2**63)
         self.replies += 1
         for chunk in stream(prompt, model=self.decoder, tokenizer=self.tokenizer, config=config):
             answer.append(chunk)

@@ -71,9 +71,15 @@ def load_model(path: str | Path | None = None, dtype: torch.dtype | str | None =
         from kogpt2.paths import bundled_model_dir
 
         path = bundled_model_dir()
+    from kogpt2.devices import resolve_device
+
+    dev = resolve_device(device)  # a bad or missing device: one KoGPT2Error before loading
     p = check_model_dir(path)
     if isinstance(dtype, str):
-        dtype = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
-                 "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}[dtype]
+        names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+                 "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+        if dtype not in names:
+            raise KoGPT2Error(f"dtype {dtype!r} is not one of: {', '.join(names)}")
+        dtype = names[dtype]
     model = AutoModelForCausalLM.from_pretrained(str(p), dtype=dtype or torch.float32)
-    return model.to(device).eval()
+    return model.to(dev).eval()

@@ -237,6 +237,8 @@ class ZeroShotClassifier:
 def _check_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
         texts = [texts]
+    if not isinstance(texts, (list, tuple)):
+        raise KoGPT2Error(f"give a text or a list of texts to classify, got {type(texts).__name__}")
     texts = list(texts)
     if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
         raise KoGPT2Error("give one or more non-empty texts to classify")

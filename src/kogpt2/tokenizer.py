@@ -70,7 +70,7 @@ def iter_text_lines(paths: Iterable[str | Path], progress: bool = False,
     """
     from kogpt2.data_io import expand_inputs
 
-    files = expand_inputs(list(paths))  # now: a missing path fails before any training starts
+    files = expand_inputs([paths] if isinstance(paths, (str, Path)) else list(paths))  # now: a missing path fails before any training starts
     return _paragraph_lines(files, progress, warn or (lambda message: print(f"note: {message}", file=sys.stderr)))
 
 
@@ -140,6 +140,8 @@ def train_tokenizer(
                           f"({len(SPECIAL_TOKENS)} special + 256 byte tokens + some characters)")
     if files is None and texts is None:
         raise KoGPT2Error("give text files to train the tokenizer on")
+    if isinstance(texts, str):
+        raise KoGPT2Error("texts must be an iterable of strings (one per line), not one string; wrap it in a list")
     if texts is None:
         texts = iter_text_lines(files, progress=show_progress)  # type: ignore[arg-type]
     n_lines = 0

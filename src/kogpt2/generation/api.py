@@ -89,12 +89,26 @@ def encode_prompt(tokenizer: Any, prompt: str, context: int, max_new_tokens: int
     return ids
 
 
+def prompt_list(prompts: Any) -> list[str]:
+    """``prompts`` (one string, or a list or tuple of strings) as a list; anything else is a ``KoGPT2Error``."""
+    if isinstance(prompts, str):
+        return [prompts]
+    if not isinstance(prompts, (list, tuple)) or not all(isinstance(p, str) for p in prompts):
+        shown = type(prompts).__name__ if not isinstance(prompts, (list, tuple)) else \
+            f"a {type(prompts).__name__} holding {sorted({type(p).__name__ for p in prompts} - {'str'})}"
+        raise KoGPT2Error(f"prompts must be a string or a list of strings, got {shown}")
+    return list(prompts)
+
+
 def config_for(decoder: Decoder, preset: str = "default", config: SamplingConfig | None = None,
                tokenizer: Any = None, **given: Any) -> SamplingConfig:
     """The config of a request on ``decoder``: ``preset`` (its model's defaults) or ``config``, then ``given``.
 
     With ``tokenizer``, ``banned_tokens`` in ``given`` must be single tokens of it (else a ``KoGPT2Error``).
     """
+    if config is not None and not isinstance(config, SamplingConfig):
+        raise KoGPT2Error(f"config must be a SamplingConfig, got {type(config).__name__}; or give its fields as "
+                          "keyword arguments (max_new_tokens=32, ...)")
     if tokenizer is not None and given.get("banned_tokens"):
         check_single_tokens(tokenizer, given["banned_tokens"])
     return resolve_config(preset, getattr(decoder, "model_dir", None), config, **given)
@@ -123,7 +137,7 @@ def generate(prompts: str | list[str], model: Any = None, tokenizer: Any = None,
     decoder, tok = load(model, tokenizer, backend, dtype, device)
     cfg = config_for(decoder, preset, config, tok, **overrides)
     single = isinstance(prompts, str)
-    plist = [prompts] if single else list(prompts)
+    plist = prompt_list(prompts)
     if not plist:
         return []
     ids = [encode_prompt(tok, p, decoder.context, cfg.max_new_tokens) for p in plist]
@@ -132,7 +146,8 @@ def generate(prompts: str | list[str], model: Any = None, tokenizer: Any = None,
     else:
         n = cfg.num_return_sequences
         row_cfg = cfg.replace(num_return_sequences=1)
-        cfgs = [row_cfg if cfg.seed is None else row_cfg.replace(seed=cfg.seed + j) for _ in plist for j in range(n)]
+        cfgs = [row_cfg if cfg.seed is None else row_cfg.replace(seed=(cfg.seed + j) % 2**63)
+                for _ in plist for j in range(n)]
         row_ids = [p for p in ids for _ in range(n)]
         texts = [""] * len(row_ids)
         for chunks in decode_rows(decoder, tok, row_ids, cfgs, logits_processors=logits_processors,
@@ -155,6 +170,9 @@ def stream(prompt: str, model: Any = None, tokenizer: Any = None, config: Sampli
     if cfg.num_beams > 1 or cfg.num_return_sequences > 1:
         raise KoGPT2Error("streaming produces one sequence: use num_beams=1 and num_return_sequences=1 "
                           "(or generate() / --no-stream)")
+    if not isinstance(prompt, str):
+        raise KoGPT2Error(f"stream takes one prompt string, got {type(prompt).__name__}; for several prompts "
+                          "use generate (or stream_batch)")
     ids = [encode_prompt(tok, prompt, decoder.context, cfg.max_new_tokens)]  # errors raise here, not lazily
     return (chunks[0] for chunks in decode_rows(decoder, tok, ids, [cfg], logits_processors=logits_processors)
             if chunks[0])
@@ -169,6 +187,9 @@ def stream_batch(prompts: list[str], model: Any, tokenizer: Any, configs: list[S
     a finished row's chunk is ``""``. Each prompt is one row: for several continuations of a
     prompt, repeat it (with different seeds). ``num_beams`` must be 1.
     """
+    if isinstance(prompts, str):
+        raise KoGPT2Error("stream_batch takes a list of prompt strings, got one string; wrap it in a list")
+    prompts = prompt_list(prompts)
     if len(prompts) != len(configs):
         raise KoGPT2Error(f"stream_batch needs one config per prompt, got {len(prompts)} prompts "
                           f"and {len(configs)} configs")

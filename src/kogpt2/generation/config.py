@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,8 +66,16 @@ class SamplingConfig:
     """Seed of the row's random generator; none = drawn at random."""
 
     def __post_init__(self) -> None:
+        for f in INT_FIELDS:  # numpy and other integral types as plain ints
+            value = getattr(self, f)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                setattr(self, f, int(value))
         if isinstance(self.stop, str):
             self.stop = [self.stop]
+        if not isinstance(self.stop, (list, tuple)) and self.stop is not None:
+            self.stop = [self.stop]  # reported below as not a string
+        if isinstance(self.banned_tokens, str):
+            self.banned_tokens = [self.banned_tokens]
         self.stop = list(self.stop or [])
         self.banned_tokens = list(self.banned_tokens or [])
         problems = self.problems()
@@ -85,6 +94,8 @@ class SamplingConfig:
              if not _is_finite(value)]
         if p:
             return p
+        if not isinstance(self.do_sample, bool):
+            p.append(f"do_sample must be True or False, got {self.do_sample!r}")
         if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
             p.append(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
         if not _is_int(self.min_new_tokens) or self.min_new_tokens < 0:
@@ -143,6 +154,8 @@ class SamplingConfig:
 
 
 FIELDS = tuple(f.name for f in dataclasses.fields(SamplingConfig))
+INT_FIELDS = ("max_new_tokens", "min_new_tokens", "top_k", "no_repeat_ngram_size", "num_beams",
+              "num_return_sequences", "seed")
 
 
 def check_names(values: dict[str, Any]) -> None:

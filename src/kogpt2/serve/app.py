@@ -152,7 +152,8 @@ def create_app(model_dir: str | Path | None = None, config: ServeConfig | None =
 
     # NOTE: no /docs: FastAPI's Swagger page loads its scripts from a CDN (blank when offline);
     # /openapi.json stays, behind the API key, for any OpenAPI viewer.
-    app = FastAPI(title="KoGPT2", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="KoGPT2", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  redirect_slashes=False)  # a 307 with no body breaks OpenAI clients; a JSON 404 instead
     app.state.kogpt2 = state
     _install_errors(app)
     _install_routes(app, state)
@@ -214,10 +215,15 @@ def _install_errors(app: FastAPI) -> None:
         if first.get("type") == "json_invalid":
             return JSONResponse(error_body(f"the body is not valid JSON: {first.get('ctx', {}).get('error', '')}",
                                            code="invalid_json"), status_code=422)
+        if tuple(first.get("loc", ())) == ("body",):  # no body, or one that is not a JSON object
+            what = "is empty" if first.get("type") == "missing" else "is not a JSON object"
+            return JSONResponse(error_body(f"the body {what}; send a JSON object with Content-Type: "
+                                           "application/json", code="invalid_body"), status_code=422)
         # pydantic adds union members to the location ("prompt", "str"); OpenAI's param is the field path
         loc = [str(x) for x in first.get("loc", ()) if x != "body" and not _UNION_TAG.match(str(x))]
         param = ".".join(loc) or None
-        message = f"{param}: {first.get('msg', 'invalid request')}" if param else first.get("msg", "invalid body")
+        msg = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+        message = f"{param}: {msg}" if param else msg
         return JSONResponse(error_body(message, param=param, code="invalid_value"), status_code=422)
 
     @app.exception_handler(KoGPT2Error)
@@ -341,7 +347,7 @@ def _row_configs(st: _State, req: _Sampling, chat: bool, n_prompts: int) -> tupl
     try:
         base = config_for(st.batcher.decoder, "chat" if chat else "default", max_new_tokens=max_tokens,
                           stop=stops, **req.sampling_values())
-        seeds = [None if base.seed is None else base.seed + j for j in range(req.n)]
+        seeds = [None if base.seed is None else (base.seed + j) % 2**63 for j in range(req.n)]
         configs = [base.replace(seed=seed) for _ in range(n_prompts) for seed in seeds]
     except (KoGPT2Error, ValueError) as e:
         api_names = {name: api for api, name in SAMPLING_FIELDS.items()} | {"max_new_tokens": "max_tokens"}
@@ -353,12 +359,18 @@ def _row_configs(st: _State, req: _Sampling, chat: bool, n_prompts: int) -> tupl
 async def _generate(st: _State, request: Request, req: _Sampling, prompts: list[str], chat: bool) -> Response:
     started = time.perf_counter()
     _check_model(st, req.model)
+    unsupported = req.unsupported()
+    if unsupported:
+        raise ApiError(422, f"{unsupported}: not supported by this server (it returns text only); leave it out",
+                       unsupported, code="unsupported_parameter")
     configs, max_tokens = _row_configs(st, req, chat, len(prompts))
     prompt_tokens = [st.count_tokens(p) for p in prompts]
     longest = max(prompt_tokens)
     if longest + max_tokens > st.context:
+        given = (getattr(req, "max_completion_tokens", None) if chat else None) or req.max_tokens
+        asked = "max_tokens" if given else "max_tokens (not given: the server's default)"
         raise ApiError(422, f"this model's context is {st.context} tokens; the prompt has {longest} and "
-                            f"max_tokens asks for {max_tokens} more; shorten the prompt or lower max_tokens",
+                            f"{asked} asks for {max_tokens} more; shorten the prompt or lower max_tokens",
                        "messages" if chat else "prompt", code="context_length_exceeded")
     rows = [p for p in prompts for _ in range(req.n)]
     batcher = st.chat_batcher if chat else st.batcher
@@ -370,7 +382,7 @@ async def _generate(st: _State, request: Request, req: _Sampling, prompts: list[
                        code="queue_full", headers={"Retry-After": str(retry)}) from e
     batcher.start()
     st.metrics.prompt_tokens.inc(sum(prompt_tokens) * req.n)
-    call = _Call(st, batcher, req, chat, ticket, max_tokens, sum(prompt_tokens) * req.n, started)
+    call = _Call(st, batcher, req, chat, ticket, max_tokens, sum(prompt_tokens), started)  # usage: each prompt once
     if req.stream:
         return StreamingResponse(call.sse(request), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

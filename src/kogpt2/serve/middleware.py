@@ -75,7 +75,9 @@ class Guard:
             await self.app(scope, receive, counted_send)
         finally:
             self.metrics.requests.labels(endpoint, str(status["code"])).inc()
-            if status["code"] >= 500:
+            if status["code"] in (501, 503):  # expected answers (no sentiment head, busy): no error to look into
+                log.warning("request %s: %s %s answered %d", rid, scope["method"], path, status["code"])
+            elif status["code"] >= 500:
                 log.error("request %s: %s %s answered %d", rid, scope["method"], path, status["code"])
 
     def _refuse(self, scope) -> tuple[int, dict, dict] | None:

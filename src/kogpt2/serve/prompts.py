@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from kogpt2.chat import EOS, SYS, format_prompt
+from kogpt2.chat import EOS, SYS, format_prompt, plain_text
 
 
 def render_chat(messages: Sequence[tuple[str, str]], label: str = "0") -> str:
@@ -25,7 +25,7 @@ def render_chat(messages: Sequence[tuple[str, str]], label: str = "0") -> str:
     """
     parts: list[str] = []
     for role, content in messages:
-        content = content.strip()
+        content = plain_text(content).strip()  # spelled-out <usr>/<sys>/</s> cannot forge a turn
         if role in ("system", "developer"):
             parts.append(content)
         elif role == "user":

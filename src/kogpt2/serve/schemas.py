@@ -3,7 +3,8 @@
 The sampling fields are generated from ``kogpt2.generation.config.SamplingConfig`` (one table,
 :data:`SAMPLING_FIELDS`) and validated by it; limits that depend on the server (``max_tokens``
 cap, ``n`` cap, context length) are checked in ``app`` with the tokenizer.
-Unknown fields are ignored, as OpenAI clients send optional fields we do not use.
+Unknown fields are ignored, as OpenAI clients send optional fields we do not use; OpenAI fields
+this server cannot honour (:data:`UNSUPPORTED`) are refused when set, never silently dropped.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 
 class ApiError(Exception):
@@ -62,7 +63,15 @@ def _sampling_fields() -> dict[str, Any]:
     return out
 
 
-_SamplingFields = create_model("_SamplingFields", __config__=ConfigDict(extra="ignore"), **_sampling_fields())
+_SamplingFields = create_model("_SamplingFields", __config__=ConfigDict(extra="allow"), **_sampling_fields())
+
+UNSUPPORTED: dict[str, tuple[Any, ...]] = {
+    "logprobs": (None, False), "top_logprobs": (None, 0), "echo": (None, False), "best_of": (None, 1),
+    "suffix": (None, ""), "logit_bias": (None, {}), "presence_penalty": (None, 0), "frequency_penalty": (None, 0),
+    "tools": (None, []), "tool_choice": (None, "none", "auto"), "functions": (None, []),
+    "function_call": (None, "none", "auto"), "response_format": (None, {"type": "text"}),
+}
+"""OpenAI request fields this server does not implement, with the values that ask for nothing (accepted)."""
 
 
 class _Sampling(_SamplingFields):
@@ -75,6 +84,17 @@ class _Sampling(_SamplingFields):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+
+    @field_validator("n", "stream", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any, info: Any) -> Any:
+        """OpenAI allows ``null`` for these: the default."""
+        return cls.model_fields[info.field_name].default if value is None else value
+
+    def unsupported(self) -> str | None:
+        """The first field of :data:`UNSUPPORTED` this request sets to a value that asks for something."""
+        extra = self.model_extra or {}
+        return next((k for k, fine in UNSUPPORTED.items() if k in extra and extra[k] not in fine), None)
 
     def stop_list(self) -> list[str]:
         """``stop`` as a list (OpenAI allows a string, a list, or null)."""
@@ -92,12 +112,34 @@ class CompletionRequest(_Sampling):
 
     prompt: str | list[str] = ""
 
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        if isinstance(value, list) and value and all(isinstance(v, int) or (isinstance(v, list) and v and all(
+                isinstance(x, int) for x in v)) for v in value):
+            raise ValueError("token-id prompts are not supported; send the prompt as text")
+        return value
+
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _join_text_parts(cls, value: Any) -> Any:
+        """OpenAI's list of content parts: the text parts joined; any other kind is refused by name."""
+        if not isinstance(value, list):
+            return value
+        texts = []
+        for part in value:
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            if kind != "text" or not isinstance(part.get("text"), str):
+                raise ValueError(f"only text content parts are supported, got {kind!r}")
+            texts.append(part["text"])
+        return "\n".join(texts)
 
 
 class ChatRequest(_Sampling):
