@@ -49,3 +49,9 @@ def test_generate_and_export_take_a_run_directory(tmp_path, tiny_model_dir, caps
     assert capsys.readouterr().out == want
     assert main(["export", "hf", str(run), str(tmp_path / "release")]) == 0
     assert (tmp_path / "release" / "model.safetensors").is_file()
+
+
+def test_an_empty_model_path_is_an_error_not_the_current_directory():
+    for empty in ("", "  "):
+        with pytest.raises(KoGPT2Error, match="the model path is empty"):
+            resolve_model_dir(empty)

@@ -201,6 +201,9 @@ def test_malformed_bodies(client):
     assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
     assert client.get("/v1/nothing").json()["error"]["code"] == "not_found"
     assert client.get("/v1/completions").status_code == 405
+    deep = b"{\"prompt\": " + b"[" * 2000 + b"]" * 2000 + b"}"  # too deep for the framework's parser: 400
+    r = client.post("/v1/completions", content=deep, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "http_400", r.text
 
 
 @pytest.mark.parametrize("body,param", [

@@ -48,9 +48,12 @@ def resolve_model_dir(path: str | Path | None = None) -> Path:
     Raises:
         KoGPT2Error: ``path`` is None and the bundled model is not installed.
     """
+    from kogpt2.errors import KoGPT2Error
+
+    if isinstance(path, str) and not path.strip():
+        raise KoGPT2Error("the model path is empty; give a model directory, or none for the bundled model")
     if path is not None:
         return run_checkpoint(Path(path))
-    from kogpt2.errors import KoGPT2Error
 
     p = bundled_model_dir()
     if not (p / "config.json").is_file():

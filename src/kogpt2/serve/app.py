@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from kogpt2.errors import KoGPT2Error
 from kogpt2.paths import PACKAGE_DIR
@@ -236,6 +237,12 @@ def _install_errors(app: FastAPI) -> None:
         log.error("request %s: %s %s failed", rid, request.method, request.url.path, exc_info=exc)
         return JSONResponse(error_body(f"internal error (request {rid}); see the server log", "server_error",
                                        code="internal_error"), status_code=500, headers={"x-request-id": rid})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Any other HTTP error raised by the framework (e.g. a body it cannot parse): OpenAI's shape."""
+        return JSONResponse(error_body(str(exc.detail), code=f"http_{exc.status_code}"),
+                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(404)
     async def _not_found(request: Request, exc) -> JSONResponse:
