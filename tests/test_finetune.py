@@ -103,6 +103,49 @@ def test_patience_stops_early_when_validation_loss_does_not_improve(chat_csv, ti
     assert len([r for r in rows[1:] if r.split(",")[6]]) == 3  # val_loss at steps 0, 1, 2
 
 
+def test_an_interrupted_run_resumes_and_ends_as_the_uninterrupted_one(chat_csv, tiny_model_dir, tmp_path,
+                                                                       monkeypatch):
+    from safetensors.torch import load_file
+
+    from kogpt2.errors import KoGPT2Error
+    from kogpt2.finetune.chat import ChatTask
+    from kogpt2.finetune.loop import STATE_FILE
+
+    torch.set_num_threads(1)
+    settings = dict(epochs=3, lr=1e-2, lora_dropout=0.1)  # dropout: the random state is restored too
+    whole = finetune("chat", tiny(chat_csv, tmp_path / "whole", tiny_model_dir, **settings))
+    assert not (tmp_path / "whole" / STATE_FILE).exists()  # removed when a run finishes
+
+    real_loss, calls = ChatTask.loss, []
+
+    def dies_at_step_8(self, model, batch):
+        calls.append(1)
+        if len(calls) == 8:
+            raise KeyboardInterrupt
+        return real_loss(self, model, batch)
+
+    monkeypatch.setattr(ChatTask, "loss", dies_at_step_8)
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        finetune("chat", tiny(chat_csv, cut, tiny_model_dir, **settings))
+    monkeypatch.setattr(ChatTask, "loss", real_loss)
+    assert (cut / STATE_FILE).is_file()
+    with pytest.raises(KoGPT2Error, match="add --resume to continue it"):
+        finetune("chat", tiny(chat_csv, cut, tiny_model_dir, **settings))
+    with pytest.raises(KoGPT2Error, match="drop --lora-r 4 \\(the run has 2\\), or start a new --out"):
+        finetune("chat", tiny(chat_csv, cut, tiny_model_dir, epochs=3, lora_r=4, resume=True))
+    resumed = finetune("chat", tiny(chat_csv, cut, tiny_model_dir, epochs=3, resume=True))  # the run's own lr
+    assert (resumed["steps"], resumed["best_step"]) == (whole["steps"], whole["best_step"]) == (15, resumed["best_step"])
+    assert resumed["best_val_loss"] == pytest.approx(whole["best_val_loss"], abs=1e-6)
+    a, b = load_file(tmp_path / "whole" / "adapter_model.safetensors"), load_file(cut / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    steps = [r.split(",")[0] for r in (cut / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == [r.split(",")[0] for r in (tmp_path / "whole" / "metrics.csv").read_text().splitlines()[1:]]
+    assert not (cut / STATE_FILE).exists()
+    with pytest.raises(KoGPT2Error, match="holds no unfinished fine-tuning run"):
+        finetune("chat", tiny(chat_csv, cut, tiny_model_dir, resume=True))
+
+
 def test_bundled_base_is_recorded_by_name_and_a_copied_adapter_loads(chat_csv, tiny_model_dir, tmp_path,
                                                                       monkeypatch):
     import kogpt2.paths

@@ -139,7 +139,12 @@ def apply_lora(model, cfg, task_type: str | None = None):
 
 def prepare_out(out: str | Path) -> Path:
     """Create the output directory; refuse one that already holds a fine-tune."""
+    from kogpt2.finetune.loop import STATE_FILE
+
     p = Path(out)
+    if (p / STATE_FILE).exists():
+        raise KoGPT2Error(f"{p} holds an interrupted fine-tuning run; add --resume to continue it, or choose a "
+                          "new --out")
     if (p / META_FILE).exists() or (p / "metrics.csv").exists():
         raise KoGPT2Error(f"{p} already holds a fine-tuning run; choose a new --out or delete it")
     p.mkdir(parents=True, exist_ok=True)

@@ -73,6 +73,8 @@ class FinetuneConfig:
     """torch CPU threads (default: all cores)."""
     progress: bool = True
     """Show a progress bar."""
+    resume: bool = False
+    """Continue the interrupted run in --out from its last validation step (its settings are used)."""
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -10,6 +10,7 @@ defining a :class:`Task` subclass plus one line here.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import random
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any, ClassVar, Iterable
 
 import torch
 
+from kogpt2.atomic import atomic_dir
 from kogpt2.devices import resolve_device
 from kogpt2.errors import KoGPT2Error
 from kogpt2.finetune.batching import ReadReport, autocast_ctx, iter_chunks, length_batches, run_split
@@ -101,6 +103,35 @@ def get_task(name: str) -> Task:
     return getattr(importlib.import_module(module), cls)()
 
 
+MACHINE_FIELDS = frozenset({"device", "threads", "progress", "resume"})
+"""Settings of the machine or the invocation: a resumed run takes them from its command, not its state."""
+
+
+def resumed_config(cfg: FinetuneConfig, saved: dict, task_defaults: dict) -> FinetuneConfig:
+    """``cfg`` with the interrupted run's settings where ``cfg`` leaves a field at its default.
+
+    A setting given with another value than the run's is an error: the run could not continue as it began.
+    """
+    changes, conflicts = {}, []
+    for f in dataclasses.fields(FinetuneConfig):
+        if f.name in MACHINE_FIELDS or f.name not in saved:
+            continue
+        mine = getattr(cfg, f.name)
+        default = task_defaults.get(f.name, f.default_factory() if callable(f.default_factory) else f.default)
+        if f.name == "lr":  # resolved in __post_init__ when not given
+            default = 1e-4 if cfg.full else 1e-3
+        if mine == saved[f.name]:
+            continue
+        if mine == default:
+            changes[f.name] = saved[f.name]
+        else:
+            conflicts.append(f"--{f.name.replace('_', '-')} {mine} (the run has {saved[f.name]})")
+    if conflicts:
+        raise KoGPT2Error(f"--resume continues the run in {cfg.out} with its own settings; drop "
+                          f"{', '.join(conflicts)}, or start a new --out")
+    return dataclasses.replace(cfg, **changes) if changes else cfg
+
+
 def finetune(task: Task | str, cfg: FinetuneConfig) -> dict:
     """Fine-tune a base model on ``task`` (LoRA by default); returns the run record (``kogpt2_finetune.json``)."""
     from kogpt2.finetune.base import (apply_lora, base_name, model_fingerprint, prepare_out, resolve_base,
@@ -108,7 +139,13 @@ def finetune(task: Task | str, cfg: FinetuneConfig) -> dict:
     from kogpt2.finetune.loop import fit
     from kogpt2.tokenizer import load_tokenizer
 
+    from kogpt2.finetune.loop import read_state
+
     task = get_task(task) if isinstance(task, str) else task
+    state = None
+    if cfg.resume:
+        state = read_state(Path(cfg.out))
+        cfg = resumed_config(cfg, state["config"], task.defaults)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -116,7 +153,7 @@ def finetune(task: Task | str, cfg: FinetuneConfig) -> dict:
     examples, report = task.read(cfg.data)
     print(report)
     tr, va = run_split(len(examples), cfg.seed, cfg.val_fraction, cfg.max_val, cfg.max_examples)
-    out = prepare_out(cfg.out)
+    out = Path(cfg.out) if state is not None else prepare_out(cfg.out)
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(base)
     model = task.load_model(base)
@@ -147,13 +184,14 @@ def finetune(task: Task | str, cfg: FinetuneConfig) -> dict:
                                            for c in iter_chunks(val_enc, cfg.batch_size)))
 
     def save() -> None:
-        if cfg.full:
-            task.save_full(model, tokenizer, out)
-        else:
-            save_lora(trained, out, base)
-        write_meta(out, meta)
+        with atomic_dir(out, merge=True, last=(".json",)) as tmp:  # an interrupted save leaves the old best
+            if cfg.full:
+                task.save_full(model, tokenizer, tmp)
+            else:
+                save_lora(trained, tmp, base)
+            write_meta(tmp, meta)
 
-    result = fit(trained, loss_fn, batches, evaluate, save, cfg, out)
+    result = fit(trained, loss_fn, batches, evaluate, save, cfg, out, state)
     meta.update(steps=result.steps, best_step=result.best_step, first_val_loss=round(result.first_val_loss, 5),
                 best_val_loss=round(result.best_val_loss, 5), stopped_early=result.stopped_early,
                 elapsed_s=result.elapsed_s,
