@@ -119,6 +119,17 @@ def session(tiny_model_dir):
     return ChatSession(load_model(tiny_model_dir), load_tokenizer(tiny_model_dir), max_new_tokens=8, seed=0)
 
 
+def test_settings_a_chat_cannot_use_fail_when_the_session_is_made(tiny_model_dir):
+    from kogpt2.model import load_model
+    from kogpt2.tokenizer import load_tokenizer
+
+    model, tok = load_model(tiny_model_dir), load_tokenizer(tiny_model_dir)
+    with pytest.raises(KoGPT2Error, match="one streamed sequence"):
+        ChatSession(model, tok, num_return_sequences=2)
+    with pytest.raises(KoGPT2Error, match="leaves no room for the question"):
+        ChatSession(model, tok, max_new_tokens=128)
+
+
 def test_a_question_that_is_not_text_is_one_clear_error(session):
     for bad in (None, 5):
         with pytest.raises(KoGPT2Error, match=f"the question must be a string, got {type(bad).__name__}"):

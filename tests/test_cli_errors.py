@@ -313,6 +313,7 @@ def test_train_device_is_checked_in_one_line(device, needle, seven_docs, tmp_pat
     (["finetune", "sentiment", "--data", "{utf8}", "--out", "{out}", "--lr", "1e-4", "--min-lr", "1e-3"],
      "--min-lr 0.001 is above the peak learning rate"),
     (["generate", "오늘", "--greedy", "--do-sample"], "give only one of them"),
+    (["finetune", "chat", "--data", "{utf8}", "--out", "{out}", "--resume"], "holds no unfinished fine-tuning run"),
     (["adventure", "--load", "{utf8}", "--genre", "horror", "--temperature", "0.5"],
      "drop --genre, --temperature"),
     (["export", "hf", "{model}", "{model}"], "is the source model"),

@@ -272,6 +272,11 @@ class ChatSession:
         self.model = model
         self.label = check_label(label)
         self.config = config_for(self.decoder, "chat", tokenizer=self.tokenizer, **sampling)
+        if self.config.num_beams > 1 or self.config.num_return_sequences > 1:
+            raise KoGPT2Error("a chat answer is one streamed sequence: use num_beams=1 and num_return_sequences=1")
+        if self.config.max_new_tokens >= self.decoder.context:
+            raise KoGPT2Error(f"max_new_tokens {self.config.max_new_tokens} leaves no room for the question in the "
+                              f"model's context of {self.decoder.context} tokens; give a smaller value")
         self.context = self.decoder.context
         if self.config.max_new_tokens >= self.context:
             raise KoGPT2Error(f"--max-new-tokens {self.config.max_new_tokens} leaves no room for the question in "
