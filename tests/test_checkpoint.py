@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,6 +34,12 @@ def test_save_writes_a_loadable_directory_and_keeps_the_last_k(tiny, tmp_path):
     assert "lm_head.weight" not in weights  # tied: stored once
     torch.testing.assert_close(weights["transformer.wte.weight"], model.transformer.wte.weight)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+    bundled = json.loads((Path(__file__).parents[1] / "src/kogpt2/models/kogpt2-small/generation_config.json")
+                         .read_text())
+    written = json.loads((last / "generation_config.json").read_text())
+    sampling = ("do_sample", "temperature", "top_p", "repetition_penalty", "no_repeat_ngram_size", "max_new_tokens",
+                "min_new_tokens")
+    assert {k: written.get(k) for k in sampling} == {k: bundled.get(k) for k in sampling}  # a release keeps them
 
 
 def test_incomplete_and_corrupt_checkpoints_are_clear_errors(tiny, tmp_path):

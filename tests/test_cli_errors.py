@@ -396,3 +396,17 @@ def test_data_inspect_says_when_the_split_is_empty(seven_docs, capsys):
     assert main(["data", "inspect", str(seven_docs), "--split", "train", "--n", "1", "--seed", "0"]) == 0
     out = capsys.readouterr().out
     assert "train sample 1" in out and "is empty" not in out
+
+
+def test_an_argument_that_is_not_utf8_is_one_error(tiny_model_dir):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "LC_ALL": "C.UTF-8"}
+    p = subprocess.run([sys.executable, "-m", "kogpt2", "generate", "안녕".encode("cp949"), "--model",
+                        str(tiny_model_dir)], capture_output=True, env=env, timeout=300)
+    assert_one_error(p.returncode, p.stderr.decode(), "is not UTF-8 text", "iconv -f cp949")
+
+
+def test_tokenizer_train_says_when_the_vocabulary_is_not_the_asked_size(files, tmp_path, capsys):
+    assert main(["tokenizer", "train", str(files["utf8"]), "--out", str(tmp_path / "t"), "--vocab-size", "400",
+                 "--min-frequency", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "below --vocab-size 400" in err and "give more text" in err

@@ -156,6 +156,7 @@ def test_converted_dir_generates_through_sampler(tmp_path, tiny_tokenizer_dir, t
     out = convert_tf(TF_DIR / "grover", tmp_path / "g", tokenizer=tiny_tokenizer_dir, progress=False)
     gen = json.loads((out / "generation_config.json").read_text())
     assert (gen["bos_token_id"], gen["eos_token_id"], gen["pad_token_id"]) == (1, 1, 3)
+    assert (gen["repetition_penalty"], gen["min_new_tokens"]) == (1.3, 16)  # the Korean defaults of every model
     assert (out / "tokenizer.json").is_file()
     # A fresh process: kogpt2.load_model must know the Grover model type by itself.
     code = ("import kogpt2; print(repr(kogpt2.generate('나는 숲', model=%r, do_sample=False, "
@@ -267,13 +268,14 @@ def _check_normalised(out: Path, src_model) -> None:
     gen = json.loads((out / "generation_config.json").read_text())
     assert gen["eos_token_id"] == 1 == tok.eos_token_id and tok.convert_ids_to_tokens(1) == "</s>"
     assert gen["pad_token_id"] == 3 == tok.pad_token_id
+    assert (gen["temperature"], gen["top_p"], gen["repetition_penalty"]) == (0.8, 0.92, 1.3)
     text = "오늘은 날씨가 맑고 바람이 시원합니다"
     assert tok.decode(tok.encode(text, add_special_tokens=False)) == text  # no stray '▁'
     model = AutoModelForCausalLM.from_pretrained(str(out)).eval()
     ids = torch.tensor([tok.encode(text, add_special_tokens=False)])
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, src_model(ids).logits)  # weights untouched
-        new = model.generate(ids, max_new_tokens=6, do_sample=False)[0, ids.shape[1]:]
+        new = model.generate(ids, max_new_tokens=6, do_sample=False, min_new_tokens=0)[0, ids.shape[1]:]
     assert new.tolist() == [1]  # stops at </s>
 
 

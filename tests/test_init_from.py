@@ -45,7 +45,9 @@ def test_init_from_remaps_vocabulary_and_grows_context(tiny_model_dir, tmp_path)
 def test_preset_like_reproduces_the_source_shape(tiny_model_dir, tmp_path):
     preset, overrides = preset_like(tiny_model_dir)
     cfg = ModelConfig(preset, vocab_size=600, n_ctx=128, overrides=overrides)
-    assert (cfg.shape.n_layer, cfg.shape.n_embd, cfg.shape.n_head) == (2, 32, 2)
+    assert (cfg.shape.n_layer, cfg.shape.n_embd, cfg.shape.n_head, cfg.shape.n_positions) == (2, 32, 2, 128)
+    assert preset_like(tiny_model_dir, n_ctx=256)[1]["n_positions"] == 256  # grown only when asked
+    assert preset_like(tiny_model_dir, n_ctx=64)[1]["n_positions"] == 128
     (tmp_path / "config.json").write_text('{"model_type": "bert"}')
     with pytest.raises(KoGPT2Error, match="not GPT-2 or GPT-Neo"):
         preset_like(tmp_path)

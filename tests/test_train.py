@@ -68,7 +68,7 @@ def test_training_lowers_loss_and_writes_a_loadable_checkpoint(shards, tmp_path)
     model = AutoModelForCausalLM.from_pretrained(str(last))
     assert model.config.n_layer == 2
     gen = pipeline("text-generation", model=str(last))
-    assert isinstance(gen("나는", max_new_tokens=3, do_sample=False)[0]["generated_text"], str)
+    assert isinstance(gen("나는", max_new_tokens=3, min_new_tokens=0, do_sample=False)[0]["generated_text"], str)
 
 
 def test_keeps_only_last_k_checkpoints(shards, tmp_path):
@@ -163,6 +163,13 @@ def test_cli_init_from_trains(shards, tiny_model_dir, tmp_path):
 
     cfg = AutoConfig.from_pretrained(str(tmp_path / "r" / "step_0000002"))
     assert (cfg.n_layer, cfg.n_embd, cfg.n_positions) == (2, 32, 64)
+    # no --n-ctx: the source's 128 positions (not 2048); a shape flag changes the source's shape
+    rc = main(["train", "--data", str(shards), "--out", str(tmp_path / "r3"), "--init-from", str(tiny_model_dir),
+               "--n-layer", "3", "--batch-size", "2", "--max-steps", "1", "--eval-interval", "0",
+               "--save-interval", "1", "--sample-interval", "0", "--dtype", "fp32", "--threads", "1"])
+    assert rc == 0
+    cfg = AutoConfig.from_pretrained(str(tmp_path / "r3" / "step_0000001"))
+    assert (cfg.n_layer, cfg.n_embd, cfg.n_positions) == (3, 32, 128)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -243,6 +250,38 @@ def test_resumed_config_keeps_given_settings_and_never_restores_machine_ones():
     cfg, restored = resumed_config(TrainConfig(data="d", out="o", resume=True, lr=2e-3, max_steps=20), saved)
     assert restored == {"batch_size": 4}  # warmup_steps: saved = default, nothing to restore
     assert (cfg.lr, cfg.batch_size, cfg.device, cfg.compile, cfg.max_steps) == (2e-3, 4, "auto", False, 20)
+
+
+def test_a_typed_flag_wins_on_resume_even_at_its_default_and_max_steps_is_the_runs():
+    from kogpt2.train import resumed_config
+
+    saved = {"lr": 3e-3, "batch_size": 4, "max_steps": 20}
+    at_defaults = TrainConfig(data="d", out="o", resume=True)  # lr 6e-4, batch 8, max_steps 1000: the defaults
+    cfg, restored = resumed_config(at_defaults, saved, given={"data", "out", "resume", "lr"})
+    assert (cfg.lr, cfg.batch_size, cfg.max_steps) == (at_defaults.lr, 4, 20)
+    assert restored == {"batch_size": 4, "max_steps": 20}
+
+
+def test_cli_resume_continues_to_the_runs_own_max_steps_and_refuses_a_finished_run(shards, tmp_path, capsys):
+    import shutil
+
+    from kogpt2.cli import main
+
+    run = tmp_path / "run"
+    train(tiny_cfg(shards, run, max_steps=6, save_interval=3, eval_interval=1000, keep=2))
+    shutil.rmtree(run / "step_0000006")
+    capsys.readouterr()
+    base = ["train", "--data", str(shards), "--out", str(run), "--resume", "--threads", "1"]
+    assert main(base) == 0
+    assert sorted(p.name for p in run.glob("step_*")) == ["step_0000003", "step_0000006"]  # not 1000 steps
+    assert "max_steps=6" in capsys.readouterr().out
+    assert main(base) == 2
+    assert "is at step 6, already at --max-steps 6: nothing to train" in capsys.readouterr().err
+    assert main([*base, "--max-steps", "7"]) == 0
+    assert "stretches the learning-rate schedule of a run planned for 6 steps" in capsys.readouterr().out
+    # the run directory stands for its newest checkpoint in eval bpc too (model and tokenizer)
+    assert main(["eval", "bpc", "--text", str(KOREAN_TXT), "--max-docs", "2", "--model", str(run)]) == 0
+    assert capsys.readouterr().out.startswith("bits/char ")
 
 
 def test_export_hf_release_is_bf16_and_loads(tiny_model_dir, tmp_path, capsys):

@@ -181,11 +181,18 @@ def release(src: str | Path, out: str | Path, dtype: str = "bf16") -> Path:
     return Path(out)
 
 
-def default_generation_config(tokenizer):
-    """Sampling defaults written into every checkpoint and release (they do not loop)."""
+def default_generation_config(tokenizer=None, **token_ids: int):
+    """Sampling defaults written into every checkpoint, release and converted model (they do not loop).
+
+    The special ids come from ``tokenizer``, or are given as ``bos_token_id=``, ``eos_token_id=``,
+    ``pad_token_id=`` (a conversion without a tokenizer).
+    """
     from transformers import GenerationConfig
 
-    # Korean defaults that do not loop (the KoGPT2 examples use repetition_penalty 2.0).
+    if tokenizer is not None:
+        token_ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                     "pad_token_id": tokenizer.pad_token_id, **token_ids}
+    # Korean defaults that do not loop (the KoGPT2 examples use repetition_penalty 2.0); min_new_tokens 16 as
+    # the bundled model's: a small model often ends a document right after a one-sentence prompt.
     return GenerationConfig(do_sample=True, top_p=0.92, temperature=0.8, repetition_penalty=1.3,
-                            no_repeat_ngram_size=3, max_new_tokens=128, bos_token_id=tokenizer.bos_token_id,
-                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+                            no_repeat_ngram_size=3, max_new_tokens=128, min_new_tokens=16, **token_ids)

@@ -82,6 +82,14 @@ def _sub_word(name: str, rest: Sequence[str]) -> str | None:
     return rest[0] if rest[0] in getattr(module, "SUBCOMMANDS", {}) else None
 
 
+def _is_text(arg: str) -> bool:
+    try:
+        arg.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kogpt2`` console script. Returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -96,6 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"kogpt2 {__version__}")
         return 0
+    bad = next((a for a in argv if not _is_text(a)), None)
+    if bad is not None:  # bytes that are not UTF-8 reach Python as lone surrogates
+        print(f"error: the argument {bad.encode('utf-8', 'replace').decode()!r} is not UTF-8 text; type it "
+              "again, or convert the text first (e.g. `iconv -f cp949 -t utf-8`)", file=sys.stderr)
+        return 2
     name = argv[0]
     if name not in COMMANDS:
         print(f"error: unknown command {name!r}; choose one of: {', '.join(COMMANDS)} "

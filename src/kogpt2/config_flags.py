@@ -24,7 +24,34 @@ import types
 import typing
 from typing import Any, Iterable
 
-__all__ = ["field_docs", "add_dataclass_flags", "dataclass_kwargs", "flag_name"]
+__all__ = ["field_docs", "add_dataclass_flags", "dataclass_kwargs", "flag_name", "given_fields"]
+
+_GIVEN = "_kogpt2_given_fields"
+
+
+def _mark_given(namespace: argparse.Namespace, dest: str) -> None:
+    setattr(namespace, _GIVEN, getattr(namespace, _GIVEN, frozenset()) | {dest})
+
+
+class _Store(argparse.Action):
+    """``store``, remembering that the flag was typed (:func:`given_fields`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, values)
+        _mark_given(namespace, self.dest)
+
+
+class _StoreBool(argparse.BooleanOptionalAction):
+    """``--x/--no-x``, remembering that the flag was typed (:func:`given_fields`)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        _mark_given(namespace, self.dest)
+
+
+def given_fields(args: argparse.Namespace) -> frozenset[str]:
+    """The fields whose flags were typed on the command line (even with their default value)."""
+    return getattr(args, _GIVEN, frozenset())
 
 
 @functools.lru_cache(maxsize=None)
@@ -109,18 +136,19 @@ def add_dataclass_flags(parser: argparse.ArgumentParser | argparse._ArgumentGrou
         text = text.replace("%", "%%")
         kwargs: dict[str, Any] = {"default": None if defaults_none else default, "help": text, "dest": name}
         if kind is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
+            kwargs["action"] = _StoreBool
         elif is_list:
-            kwargs.update(type=kind, nargs="*", metavar=name.upper())
+            kwargs.update(action=_Store, type=kind, nargs="*", metavar=name.upper())
         else:
-            kwargs.update(type=kind, metavar=name.upper() if kind is str else kind.__name__.upper())
+            kwargs.update(action=_Store, type=kind, metavar=name.upper() if kind is str else kind.__name__.upper())
         parser.add_argument(flag_name(name), **kwargs)
         added.append(name)
     return added
 
 
 def dataclass_kwargs(cls: type, args: argparse.Namespace, *, skip_none: bool = False) -> dict[str, Any]:
-    """The fields of ``cls`` found on ``args`` (``skip_none``: only those given a value)."""
+    """The fields of ``cls`` found on ``args`` (``skip_none``: only those given a value); which were typed:
+    :func:`given_fields`."""
     out = {}
     for f in dataclasses.fields(cls):
         if hasattr(args, f.name):

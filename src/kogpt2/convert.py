@@ -53,6 +53,7 @@ from typing import Callable
 import numpy as np
 
 from kogpt2.atomic import atomic_dir
+from kogpt2.checkpoint import default_generation_config
 from kogpt2.errors import KoGPT2Error
 from kogpt2.tf_checkpoint import TFCheckpoint, resolve_prefix
 
@@ -294,7 +295,6 @@ def write_model_dir(out: str | Path, tensors: dict[str, np.ndarray], config, tok
     """
     import torch
     from safetensors.torch import save_file
-    from transformers import GenerationConfig
 
     out = check_out(out, overwrite)
     with atomic_dir(out) as tmp:
@@ -303,8 +303,8 @@ def write_model_dir(out: str | Path, tensors: dict[str, np.ndarray], config, tok
         config.save_pretrained(str(tmp))
         if getattr(config, "model_type", "") == "kogpt2_grover":
             shutil.copyfile(Path(__file__).with_name("modeling_grover.py"), tmp / "modeling_grover.py")
-        GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-                         pad_token_id=config.pad_token_id).save_pretrained(str(tmp))
+        default_generation_config(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
+                                  pad_token_id=config.pad_token_id).save_pretrained(str(tmp))
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         if extra is not None:
@@ -404,7 +404,7 @@ def convert_hf(src: str | Path, out: str | Path, tokenizer: str | Path | None = 
         overwrite: replace a non-empty ``out``.
     """
     import torch
-    from transformers import GenerationConfig, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
     from kogpt2.tokenizer import load_tokenizer
 
@@ -428,7 +428,7 @@ def convert_hf(src: str | Path, out: str | Path, tokenizer: str | Path | None = 
     ids = special_ids(tok, model.config.vocab_size)
     for k, v in ids.items():
         setattr(model.config, k, v)
-    model.generation_config = GenerationConfig(**ids)
+    model.generation_config = default_generation_config(**ids)
     out = check_out(out, overwrite)
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp))

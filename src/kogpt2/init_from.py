@@ -13,17 +13,20 @@ import torch
 from kogpt2.errors import KoGPT2Error
 
 
-def preset_like(src: str | Path) -> tuple[str, dict]:
-    """A preset name plus overrides reproducing the shape of the model in ``src``."""
+def preset_like(src: str | Path, n_ctx: int | None = None) -> tuple[str, dict]:
+    """A preset name plus overrides reproducing the shape of the model in ``src``.
+
+    The position table keeps the source's size, grown to ``n_ctx`` when that asks for more.
+    """
     from transformers import AutoConfig
 
     c = AutoConfig.from_pretrained(str(src))
     if c.model_type == "gpt2":
         return "base", {"n_layer": c.n_layer, "n_embd": c.n_embd, "n_head": c.n_head,
-                        "n_positions": max(c.n_positions, 2048)}
+                        "n_positions": max(c.n_positions, n_ctx or 0)}
     if c.model_type == "gpt_neo":
         return "gpt3-base", {"n_layer": c.num_layers, "n_embd": c.hidden_size, "n_head": c.num_heads,
-                             "n_positions": max(c.max_position_embeddings, 2048)}
+                             "n_positions": max(c.max_position_embeddings, n_ctx or 0)}
     raise KoGPT2Error(f"--init-from {src}: model type {c.model_type!r} is not GPT-2 or GPT-Neo")
 
 

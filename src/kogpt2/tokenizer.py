@@ -234,9 +234,13 @@ def _resolve_dir(path: str | Path | None) -> Path:
         from kogpt2.paths import bundled_model_dir
 
         path = bundled_model_dir()
+    from kogpt2.paths import run_checkpoint
+
     p = Path(path)
     if p.is_file() and p.name.endswith(".json"):
         p = p.parent
+    if not (p / "tokenizer.json").is_file() and p.is_dir():
+        p = run_checkpoint(p)  # a training run directory: its newest checkpoint's tokenizer
     if not (p / "tokenizer.json").is_file():
         raise KoGPT2Error(f"no tokenizer.json in {p}: give a tokenizer or model directory "
                           "(train one with `kogpt2 tokenizer train`)")

@@ -21,6 +21,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Collection
 
 import numpy as np
 import torch
@@ -149,16 +150,18 @@ class TrainConfig:
 
 
 # Settings of the machine or of this invocation, never taken from a checkpoint on --resume.
-NOT_RESUMED = frozenset({"data", "out", "max_steps", "resume", "resume_from", "init_from", "device", "threads",
+NOT_RESUMED = frozenset({"data", "out", "resume", "resume_from", "init_from", "device", "threads",
                          "compile", "fsdp", "grad_checkpointing", "peak_flops"})
 
 
-def resumed_config(cfg: TrainConfig, saved: dict) -> tuple[TrainConfig, dict]:
-    """``cfg`` with the checkpoint's training settings where ``cfg`` leaves them at their defaults.
+def resumed_config(cfg: TrainConfig, saved: dict, given: Collection[str] | None = None) -> tuple[TrainConfig, dict]:
+    """``cfg`` with the checkpoint's training settings where the command did not set them.
 
-    A resumed run continues exactly (same global batch, learning-rate schedule, intervals) even when
-    its command repeats only ``--data --out --max-steps --resume``. A setting given with another value
-    than the checkpoint's wins; machine settings (:data:`NOT_RESUMED`) are never restored.
+    A resumed run continues exactly (same global batch, learning-rate schedule and length, intervals)
+    even when its command repeats only ``--data --out --resume``. A setting typed on the command line
+    (``given``, from ``kogpt2.config_flags.given_fields``) wins, even when it equals the default;
+    without ``given`` (the Python API) a field left at its default counts as not set. Machine
+    settings (:data:`NOT_RESUMED`) are never restored.
 
     Returns:
         ``(config, {name: value restored})``.
@@ -169,7 +172,9 @@ def resumed_config(cfg: TrainConfig, saved: dict) -> tuple[TrainConfig, dict]:
             continue
         default = f.default_factory() if callable(f.default_factory) else f.default
         mine = getattr(cfg, f.name)
-        if mine == default and saved[f.name] != mine:
+        if saved[f.name] == mine:
+            continue
+        if (f.name not in given) if given is not None else (mine == default):
             restored[f.name] = saved[f.name]
     return (replace(cfg, **restored) if restored else cfg), restored
 
@@ -362,10 +367,11 @@ def _build_or_restore(cfg: TrainConfig, tokenizer, ckpt: Path | None):
         model.tie_weights()
         return model
     preset = cfg.preset
-    if preset is None:  # --init-from without --preset: keep the source's shape
+    if preset is None:  # --init-from without --preset: the source's shape, changed by the shape flags given
         from kogpt2.init_from import preset_like
 
-        preset, overrides = preset_like(cfg.init_from)
+        preset, overrides = preset_like(cfg.init_from, cfg.n_ctx)
+        overrides = {**overrides, **cfg.overrides}
     else:
         overrides = cfg.overrides
     mcfg = ModelConfig(preset=preset, vocab_size=len(tokenizer), n_ctx=cfg.n_ctx, dropout=cfg.dropout,
@@ -383,8 +389,12 @@ def _build_or_restore(cfg: TrainConfig, tokenizer, ckpt: Path | None):
 # ----------------------------------------------------------------------------- the loop
 
 
-def train(cfg: TrainConfig) -> Path | None:
-    """Run (or resume) pretraining; returns the last checkpoint directory (rank 0)."""
+def train(cfg: TrainConfig, given: Collection[str] | None = None) -> Path | None:
+    """Run (or resume) pretraining; returns the last checkpoint directory (rank 0).
+
+    ``given``: the settings typed on the command line (a resumed run keeps those, and takes the
+    others from its checkpoint: :func:`resumed_config`).
+    """
     from tqdm import tqdm
 
     from kogpt2.checkpoint import (default_generation_config, list_checkpoints, read_hyperparameters, resume_checkpoint,
@@ -417,10 +427,16 @@ def train(cfg: TrainConfig) -> Path | None:
             raise KoGPT2Error(f"--resume: checkpoint {ckpt} was trained on shards with another tokenizer "
                               f"than {cfg.data}; use the same --data")
         saved = read_hyperparameters(ckpt).get("train", {})
-        cfg, restored = resumed_config(cfg, saved)
+        cfg, restored = resumed_config(cfg, saved, given)
         if restored and dist.master:
             print(f"--resume: the checkpoint's settings {' '.join(f'{k}={v}' for k, v in restored.items())} "
                   "(give a flag with another value to change one)")
+        if state["step"] >= cfg.max_steps:
+            raise KoGPT2Error(f"--resume: {ckpt} is at step {state['step']}, already at --max-steps "
+                              f"{cfg.max_steps}: nothing to train; give a larger --max-steps")
+        if saved.get("max_steps", cfg.max_steps) != cfg.max_steps and dist.master:
+            print(f"--resume: --max-steps {cfg.max_steps} stretches the learning-rate schedule of a run planned "
+                  f"for {saved['max_steps']} steps (the rate at step {state['step']} changes)")
     elif list_checkpoints(out):
         raise KoGPT2Error(f"{out} already holds checkpoints; pass --resume to continue, or choose a new --out")
     if cfg.init_from:

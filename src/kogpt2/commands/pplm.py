@@ -149,7 +149,8 @@ def run_train(args: argparse.Namespace) -> int:
     output_dir(args.out)
     config = DiscrimTrainConfig(**dataclass_kwargs(DiscrimTrainConfig, args))  # checks the numbers
     device = resolve_device(args.device)
-    set_threads(args.threads)
+    if args.threads is not None:  # a training job: torch's default (every core) unless told
+        set_threads(args.threads)
     rows, report = read_labelled(args.data)
     print(report)
     r = train_discriminator(rows, args.out, args.model, config, device=device)

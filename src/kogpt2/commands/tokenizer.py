@@ -56,6 +56,14 @@ def _train(args: argparse.Namespace) -> int:
     tok = train_tokenizer(args.files, vocab_size=args.vocab_size, limit_alphabet=args.limit_alphabet,
                           min_frequency=args.min_frequency, out_dir=args.out)
     print(f"saved {len(tok)}-token tokenizer to {args.out} (hash {tokenizer_hash(tok)})")
+    if len(tok) > args.vocab_size:
+        print(f"note: {len(tok)} tokens, above --vocab-size {args.vocab_size}: the text's characters alone fill it "
+              f"(--limit-alphabet {args.limit_alphabet} keeps that many); lower --limit-alphabet or raise "
+              "--vocab-size", file=sys.stderr)
+    elif len(tok) < args.vocab_size:
+        print(f"note: {len(tok)} tokens, below --vocab-size {args.vocab_size}: the text has no more pairs seen "
+              f"--min-frequency {args.min_frequency} times; give more text or a smaller --vocab-size",
+              file=sys.stderr)
     return 0
 
 

@@ -26,11 +26,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kogpt2.config_flags import dataclass_kwargs
+    from kogpt2.config_flags import dataclass_kwargs, given_fields
     from kogpt2.train import TrainConfig, train
 
     overrides = {k: getattr(args, k) for k in SHAPE_FLAGS if getattr(args, k) is not None}
     kwargs = dataclass_kwargs(TrainConfig, args)
     kwargs.pop("overrides", None)
-    train(TrainConfig(**kwargs, overrides=overrides))
+    train(TrainConfig(**kwargs, overrides=overrides), given=given_fields(args))
     return 0
