@@ -134,7 +134,15 @@ def test_an_interrupted_run_resumes_and_ends_as_the_uninterrupted_one(chat_csv, 
         finetune("chat", tiny(chat_csv, cut, tiny_model_dir, **settings))
     with pytest.raises(KoGPT2Error, match="drop --lora-r 4 \\(the run has 2\\), or start a new --out"):
         finetune("chat", tiny(chat_csv, cut, tiny_model_dir, epochs=3, lora_r=4, resume=True))
-    resumed = finetune("chat", tiny(chat_csv, cut, tiny_model_dir, epochs=3, resume=True))  # the run's own lr
+    from kogpt2.cli import main
+
+    cli = ["finetune", "chat", "--data", str(chat_csv), "--out", str(cut), "--model", str(tiny_model_dir),
+           "--resume", "--no-progress", "--device", "cpu", "--threads", "1"]
+    assert main([*cli, "--lora-r", "8"]) == 2  # typed, even at its default: it would change the run
+    # the command again with --resume and nothing else: every setting (epochs, lr, rank, ...) is the run's own
+    assert main(["finetune", "chat", "--data", str(chat_csv), "--out", str(cut), "--model", str(tiny_model_dir),
+                 "--resume", "--no-progress", "--device", "cpu", "--threads", "1"]) == 0
+    resumed = json.loads((cut / "kogpt2_finetune.json").read_text(encoding="utf-8"))
     assert (resumed["steps"], resumed["best_step"]) == (whole["steps"], whole["best_step"]) == (15, resumed["best_step"])
     assert resumed["best_val_loss"] == pytest.approx(whole["best_val_loss"], abs=1e-6)
     a, b = load_file(tmp_path / "whole" / "adapter_model.safetensors"), load_file(cut / "adapter_model.safetensors")

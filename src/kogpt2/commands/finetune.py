@@ -29,7 +29,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kogpt2.config_flags import dataclass_kwargs
+    from kogpt2.config_flags import dataclass_kwargs, given_fields
     from kogpt2.finetune.config import FinetuneConfig
     from kogpt2.finetune.task import finetune
     from kogpt2.validate import existing_file, output_dir
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     lora_flags_with_full(args)
     existing_file(args.data, "--data")
     output_dir(args.out)
-    finetune(args.task, FinetuneConfig(**dataclass_kwargs(FinetuneConfig, args)))
+    finetune(args.task, FinetuneConfig(**dataclass_kwargs(FinetuneConfig, args)), given=given_fields(args))
     return 0
 
 

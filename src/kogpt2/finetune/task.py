@@ -14,7 +14,7 @@ import dataclasses
 import importlib
 import random
 from pathlib import Path
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar, Collection, Iterable
 
 import torch
 
@@ -107,10 +107,13 @@ MACHINE_FIELDS = frozenset({"device", "threads", "progress", "resume"})
 """Settings of the machine or the invocation: a resumed run takes them from its command, not its state."""
 
 
-def resumed_config(cfg: FinetuneConfig, saved: dict, task_defaults: dict) -> FinetuneConfig:
-    """``cfg`` with the interrupted run's settings where ``cfg`` leaves a field at its default.
+def resumed_config(cfg: FinetuneConfig, saved: dict, task_defaults: dict,
+                   given: Collection[str] | None = None) -> FinetuneConfig:
+    """``cfg`` with the interrupted run's settings where the command did not set them.
 
-    A setting given with another value than the run's is an error: the run could not continue as it began.
+    ``given``: the fields typed on the command line (``kogpt2.config_flags.given_fields``); without it
+    (the Python API) a field left at its default counts as not set. A setting given with another
+    value than the run's is an error: the run could not continue as it began.
     """
     changes, conflicts = {}, []
     for f in dataclasses.fields(FinetuneConfig):
@@ -122,7 +125,7 @@ def resumed_config(cfg: FinetuneConfig, saved: dict, task_defaults: dict) -> Fin
             default = 1e-4 if cfg.full else 1e-3
         if mine == saved[f.name]:
             continue
-        if mine == default:
+        if (f.name not in given) if given is not None else (mine == default):
             changes[f.name] = saved[f.name]
         else:
             conflicts.append(f"--{f.name.replace('_', '-')} {mine} (the run has {saved[f.name]})")
@@ -132,8 +135,11 @@ def resumed_config(cfg: FinetuneConfig, saved: dict, task_defaults: dict) -> Fin
     return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
-def finetune(task: Task | str, cfg: FinetuneConfig) -> dict:
-    """Fine-tune a base model on ``task`` (LoRA by default); returns the run record (``kogpt2_finetune.json``)."""
+def finetune(task: Task | str, cfg: FinetuneConfig, given: Collection[str] | None = None) -> dict:
+    """Fine-tune a base model on ``task`` (LoRA by default); returns the run record (``kogpt2_finetune.json``).
+
+    ``given``: the settings typed on the command line (a resumed run takes the others from its state).
+    """
     from kogpt2.finetune.base import (apply_lora, base_name, model_fingerprint, prepare_out, resolve_base,
                                       save_lora, write_meta)
     from kogpt2.finetune.loop import fit
@@ -145,7 +151,7 @@ def finetune(task: Task | str, cfg: FinetuneConfig) -> dict:
     state = None
     if cfg.resume:
         state = read_state(Path(cfg.out))
-        cfg = resumed_config(cfg, state["config"], task.defaults)
+        cfg = resumed_config(cfg, state["config"], task.defaults, given)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
