@@ -57,3 +57,23 @@ def test_defaults_none_keeps_only_what_was_given() -> None:
     assert dataclass_kwargs(_Demo, args, skip_none=True) == {"rate": 2.0}
     assert "(default: 7 (preset))" in p.format_help()
     assert "--tags" not in p.format_help()
+
+
+def test_given_fields_names_the_typed_flags_even_at_their_defaults():
+    import argparse
+    from dataclasses import dataclass
+
+    from kogpt2.config_flags import add_dataclass_flags, given_fields
+
+    @dataclass
+    class Cfg:
+        lr: float = 1e-3
+        steps: int = 10
+        compile: bool = False
+        tags: list[str] | None = None
+
+    p = argparse.ArgumentParser()
+    add_dataclass_flags(p, Cfg)
+    args = p.parse_args(["--lr", "1e-3", "--no-compile", "--tags", "a", "b"])
+    assert given_fields(args) == {"lr", "compile", "tags"} and (args.lr, args.steps, args.tags) == (1e-3, 10, ["a", "b"])
+    assert given_fields(p.parse_args([])) == frozenset()
