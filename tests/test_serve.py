@@ -172,7 +172,8 @@ BAD_CHAT = [
     ({"messages": [{"role": "robot", "content": "x"}]}, "messages.0.role"),
     ({"messages": [{"role": "user"}]}, "messages.0.content"),
     ({"messages": [{"role": "assistant", "content": "x"}]}, "messages"),
-    ({"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 100}, "max_tokens"),
+    ({"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 100}, "max_completion_tokens"),
+    ({"messages": [{"role": "user", "content": "x"}], "max_tokens": 100}, "max_tokens"),
 ]
 
 

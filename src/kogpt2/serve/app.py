@@ -343,8 +343,9 @@ def _row_configs(st: _State, req: _Sampling, chat: bool, n_prompts: int) -> tupl
     max_tokens = (getattr(req, "max_completion_tokens", None) if chat else None) or req.max_tokens \
         or cap.default_max_tokens
     if max_tokens > cap.max_tokens_cap:
-        raise ApiError(422, f"max_tokens: {max_tokens} exceeds this server's cap of {cap.max_tokens_cap}",
-                       "max_tokens", code="invalid_value")
+        name = "max_completion_tokens" if chat and getattr(req, "max_completion_tokens", None) else "max_tokens"
+        raise ApiError(422, f"{name}: {max_tokens} exceeds this server's cap of {cap.max_tokens_cap}",
+                       name, code="invalid_value")
     if req.n > cap.n_cap:
         raise ApiError(422, f"n: {req.n} exceeds this server's cap of {cap.n_cap}", "n", code="invalid_value")
     stops = req.stop_list()
