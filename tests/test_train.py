@@ -153,22 +153,20 @@ def test_torchrun_two_process_gloo_matches_single_process(shards, tmp_path):
 
 
 def test_cli_init_from_trains(shards, tiny_model_dir, tmp_path):
-    from kogpt2.cli import main
-
-    rc = main(["train", "--data", str(shards), "--out", str(tmp_path / "r"), "--init-from", str(tiny_model_dir),
-               "--n-ctx", "64", "--batch-size", "2", "--max-steps", "2", "--eval-interval", "2",
-               "--save-interval", "2", "--sample-interval", "0", "--dtype", "fp32", "--threads", "1"])
-    assert rc == 0
     from transformers import AutoConfig
 
-    cfg = AutoConfig.from_pretrained(str(tmp_path / "r" / "step_0000002"))
+    from kogpt2.cli import main
+
+    def init_from(out: str, *flags: str):
+        assert main(["train", "--data", str(shards), "--out", str(tmp_path / out), "--init-from", str(tiny_model_dir),
+                     "--batch-size", "2", "--max-steps", "1", "--save-interval", "1", "--sample-interval", "0",
+                     "--dtype", "fp32", "--threads", "1", *flags]) == 0
+        return AutoConfig.from_pretrained(str(tmp_path / out / "step_0000001"))
+
+    cfg = init_from("r", "--n-ctx", "64", "--eval-interval", "1")
     assert (cfg.n_layer, cfg.n_embd, cfg.n_positions) == (2, 32, 64)
     # no --n-ctx: the source's 128 positions (not 2048); a shape flag changes the source's shape
-    rc = main(["train", "--data", str(shards), "--out", str(tmp_path / "r3"), "--init-from", str(tiny_model_dir),
-               "--n-layer", "3", "--batch-size", "2", "--max-steps", "1", "--eval-interval", "0",
-               "--save-interval", "1", "--sample-interval", "0", "--dtype", "fp32", "--threads", "1"])
-    assert rc == 0
-    cfg = AutoConfig.from_pretrained(str(tmp_path / "r3" / "step_0000001"))
+    cfg = init_from("r3", "--n-layer", "3", "--eval-interval", "0")
     assert (cfg.n_layer, cfg.n_embd, cfg.n_positions) == (3, 32, 128)
 
 
