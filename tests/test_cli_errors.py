@@ -377,8 +377,15 @@ def test_eval_bpc_text_without_documents_fails_before_the_model_loads(bad_models
     (["--max-tokens-cap", "-1"], "max_tokens_cap must be >= 1, got -1"),
     (["--model", "{missing}"], "model directory not found"),
 ])
-def test_serve_settings_are_one_clear_error(flags, needle, tmp_path, capsys, caplog):
+def test_serve_settings_are_one_clear_error(flags, needle, tmp_path, capsys, caplog, monkeypatch):
     import socket
+
+    import uvicorn
+
+    def started(*a, **k):  # a setting the check missed would serve forever: fail at once instead
+        raise AssertionError(f"the server started with {flags}")
+
+    monkeypatch.setattr(uvicorn.Server, "run", started)
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

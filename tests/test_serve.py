@@ -266,9 +266,11 @@ def test_usage_counts_each_prompt_once_and_a_top_seed_takes_n(client):
     assert r.status_code == 200 and len(r.json()["choices"]) == 2, r.text
 
 
-def test_classify_without_sentiment_is_501(client):
+def test_classify_without_sentiment_is_501(client, caplog):
     r = client.post("/api/classify", json={"input": "정말 좋아요"})
     assert r.status_code == 501 and r.json()["error"]["code"] == "no_sentiment"
+    levels = [rec.levelname for rec in caplog.records if "answered 501" in rec.getMessage()]
+    assert levels == ["WARNING"]  # an expected answer, not an error to look into
 
 
 def test_classify_with_a_classifier(tiny_model_dir):
