@@ -14,7 +14,6 @@ TINY = {"n_layer": 2, "n_embd": 32, "n_head": 2}
 
 
 def test_init_from_remaps_vocabulary_and_grows_context(tiny_model_dir, tmp_path):
-    from kogpt2.init_from import init_from
     from kogpt2.model import load_model
     from kogpt2.tokenizer import load_tokenizer, train_tokenizer
 

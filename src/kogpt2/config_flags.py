@@ -22,9 +22,10 @@ import inspect
 import textwrap
 import types
 import typing
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
-__all__ = ["field_docs", "add_dataclass_flags", "dataclass_kwargs", "flag_name", "given_fields"]
+__all__ = ["field_docs", "add_dataclass_flags", "dataclass_kwargs", "flag_name", "given_fields",
+           "settings_to_restore"]
 
 _GIVEN = "_kogpt2_given_fields"
 
@@ -157,3 +158,35 @@ def dataclass_kwargs(cls: type, args: argparse.Namespace, *, skip_none: bool = F
                 continue
             out[f.name] = v
     return out
+
+
+def settings_to_restore(cfg: Any, saved: dict, given: Collection[str] | None, *, skip: Collection[str] = (),
+                        defaults: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Where dataclass ``cfg`` differs from ``saved`` (the settings a run recorded), split by who set them.
+
+    Args:
+        cfg: this command's config.
+        saved: the run's recorded fields (missing ones are left alone).
+        given: the fields typed on the command line (:func:`given_fields`); None (the Python API): a field
+            at its default counts as not set.
+        skip: fields never restored (settings of the machine or of this invocation).
+        defaults: defaults overriding the dataclass's (e.g. a task's), for ``given`` None.
+
+    Returns:
+        ``({field: saved value} the command did not set, {field: this command's value} it set)``.
+    """
+    untyped, typed = {}, {}
+    for f in dataclasses.fields(cfg):
+        if f.name in skip or f.name not in saved or getattr(cfg, f.name) == saved[f.name]:
+            continue
+        mine = getattr(cfg, f.name)
+        if given is not None:
+            was_typed = f.name in given
+        else:
+            default = (defaults or {}).get(f.name, f.default_factory() if callable(f.default_factory) else f.default)
+            was_typed = mine != default
+        if was_typed:
+            typed[f.name] = mine
+        else:
+            untyped[f.name] = saved[f.name]
+    return untyped, typed

@@ -40,7 +40,6 @@ thousands of unrelated words, and steering toward it makes the model repeat it (
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence

@@ -23,12 +23,10 @@ A head directory loads on its own (the PPLM discriminator reuses it)::
 from __future__ import annotations
 
 import io
-import random
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from kogpt2.errors import KoGPT2Error
 from kogpt2.finetune.batching import ReadReport

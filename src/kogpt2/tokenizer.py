@@ -70,7 +70,8 @@ def iter_text_lines(paths: Iterable[str | Path], progress: bool = False,
     """
     from kogpt2.data_io import expand_inputs
 
-    files = expand_inputs([paths] if isinstance(paths, (str, Path)) else list(paths))  # now: a missing path fails before any training starts
+    # expanded now, not in the generator: a missing path fails before any training starts
+    files = expand_inputs([paths] if isinstance(paths, (str, Path)) else list(paths))
     return _paragraph_lines(files, progress, warn or (lambda message: print(f"note: {message}", file=sys.stderr)))
 
 

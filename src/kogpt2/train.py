@@ -19,7 +19,7 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Collection
 
@@ -130,8 +130,8 @@ class TrainConfig:
             peak_flops=(self.peak_flops, "> 0"))
         if self.dtype not in ("bf16", "fp16", "fp32"):
             problems.append(f"--dtype {self.dtype!r}: choose bf16, fp16 or fp32")
-        if device_name_problem(self.device):
-            problems.append(f"--device: {device_name_problem(self.device)}")
+        if (device := device_name_problem(self.device)) is not None:
+            problems.append(f"--device: {device}")
         if self.min_lr is not None and self.min_lr > self.lr:
             problems.append(f"--min-lr {self.min_lr:g} is above --lr {self.lr:g}; the schedule decays from --lr "
                             "down to --min-lr, so give a smaller --min-lr")
@@ -166,16 +166,9 @@ def resumed_config(cfg: TrainConfig, saved: dict, given: Collection[str] | None 
     Returns:
         ``(config, {name: value restored})``.
     """
-    restored = {}
-    for f in fields(TrainConfig):
-        if f.name in NOT_RESUMED or f.name not in saved:
-            continue
-        default = f.default_factory() if callable(f.default_factory) else f.default
-        mine = getattr(cfg, f.name)
-        if saved[f.name] == mine:
-            continue
-        if (f.name not in given) if given is not None else (mine == default):
-            restored[f.name] = saved[f.name]
+    from kogpt2.config_flags import settings_to_restore
+
+    restored, _ = settings_to_restore(cfg, saved, given, skip=NOT_RESUMED)
     return (replace(cfg, **restored) if restored else cfg), restored
 
 

@@ -102,8 +102,8 @@ class FinetuneConfig:
             p.append(f"--dtype {self.dtype!r}: choose bf16 or fp32")
         from kogpt2.devices import device_name_problem
 
-        if device_name_problem(self.device):
-            p.append(f"--device: {device_name_problem(self.device)}")
+        if (device := device_name_problem(self.device)) is not None:
+            p.append(f"--device: {device}")
         if p:
             raise KoGPT2Error("; ".join(p))
         if self.lr is None:

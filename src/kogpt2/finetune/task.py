@@ -115,21 +115,13 @@ def resumed_config(cfg: FinetuneConfig, saved: dict, task_defaults: dict,
     (the Python API) a field left at its default counts as not set. A setting given with another
     value than the run's is an error: the run could not continue as it began.
     """
-    changes, conflicts = {}, []
-    for f in dataclasses.fields(FinetuneConfig):
-        if f.name in MACHINE_FIELDS or f.name not in saved:
-            continue
-        mine = getattr(cfg, f.name)
-        default = task_defaults.get(f.name, f.default_factory() if callable(f.default_factory) else f.default)
-        if f.name == "lr":  # resolved in __post_init__ when not given
-            default = 1e-4 if cfg.full else 1e-3
-        if mine == saved[f.name]:
-            continue
-        if (f.name not in given) if given is not None else (mine == default):
-            changes[f.name] = saved[f.name]
-        else:
-            conflicts.append(f"--{f.name.replace('_', '-')} {mine} (the run has {saved[f.name]})")
-    if conflicts:
+    from kogpt2.config_flags import settings_to_restore
+
+    lr = 1e-4 if cfg.full else 1e-3  # what __post_init__ resolves an lr not given to
+    changes, typed = settings_to_restore(cfg, saved, given, skip=MACHINE_FIELDS,
+                                         defaults={**task_defaults, "lr": lr})
+    if typed:
+        conflicts = [f"--{k.replace('_', '-')} {v} (the run has {saved[k]})" for k, v in typed.items()]
         raise KoGPT2Error(f"--resume continues the run in {cfg.out} with its own settings; drop "
                           f"{', '.join(conflicts)}, or start a new --out")
     return dataclasses.replace(cfg, **changes) if changes else cfg
@@ -142,10 +134,8 @@ def finetune(task: Task | str, cfg: FinetuneConfig, given: Collection[str] | Non
     """
     from kogpt2.finetune.base import (apply_lora, base_name, model_fingerprint, prepare_out, resolve_base,
                                       save_lora, write_meta)
-    from kogpt2.finetune.loop import fit
+    from kogpt2.finetune.loop import fit, read_state
     from kogpt2.tokenizer import load_tokenizer
-
-    from kogpt2.finetune.loop import read_state
 
     task = get_task(task) if isinstance(task, str) else task
     state = None
