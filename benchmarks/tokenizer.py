@@ -24,7 +24,6 @@ os.environ.setdefault("RAYON_NUM_THREADS", "2")  # must precede the first tokeni
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import time  # noqa: E402
 import unicodedata  # noqa: E402
 from pathlib import Path  # noqa: E402

@@ -34,7 +34,7 @@ from kogpt2.serve.metrics import CONTENT_TYPE, Metrics
 from kogpt2.serve.middleware import Guard, request_id
 from kogpt2.serve.prompts import render_chat
 from kogpt2.serve.schemas import (SAMPLING_FIELDS, ApiError, ChatRequest, ClassifyRequest, CompletionRequest,
-                                  _Sampling, error_body)
+                                  SamplingRequest, error_body)
 
 WEB_DIR = PACKAGE_DIR / "web"
 Classifier = Callable[[list[str]], list[dict]]
@@ -331,7 +331,7 @@ def _check_model(st: _State, model: str | None) -> None:
 
 
 # --- generation --------------------------------------------------------------------------------
-def _row_configs(st: _State, req: _Sampling, chat: bool, n_prompts: int) -> tuple[list, int]:
+def _row_configs(st: _State, req: SamplingRequest, chat: bool, n_prompts: int) -> tuple[list, int]:
     """One SamplingConfig per row (prompt-major, then n), and the max_tokens used.
 
     Defaults: the ``default`` preset (the model's generation_config.json) for completions, the
@@ -364,7 +364,7 @@ def _row_configs(st: _State, req: _Sampling, chat: bool, n_prompts: int) -> tupl
     return configs, max_tokens
 
 
-async def _generate(st: _State, request: Request, req: _Sampling, prompts: list[str], chat: bool) -> Response:
+async def _generate(st: _State, request: Request, req: SamplingRequest, prompts: list[str], chat: bool) -> Response:
     started = time.perf_counter()
     _check_model(st, req.model)
     unsupported = req.unsupported()
@@ -400,7 +400,7 @@ async def _generate(st: _State, request: Request, req: _Sampling, prompts: list[
 class _Call:
     """One generation request in flight: collects or streams its rows' text."""
 
-    def __init__(self, st: _State, batcher: Batcher, req: _Sampling, chat: bool, ticket: Ticket,
+    def __init__(self, st: _State, batcher: Batcher, req: SamplingRequest, chat: bool, ticket: Ticket,
                  max_tokens: int, prompt_tokens: int, started: float) -> None:
         self.st, self.batcher, self.req, self.chat, self.ticket = st, batcher, req, chat, ticket
         self.max_tokens, self.prompt_tokens, self.started = max_tokens, prompt_tokens, started

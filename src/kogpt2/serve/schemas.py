@@ -74,8 +74,8 @@ UNSUPPORTED: dict[str, tuple[Any, ...]] = {
 """OpenAI request fields this server does not implement, with the values that ask for nothing (accepted)."""
 
 
-class _Sampling(_SamplingFields):
-    """Fields shared by completions and chat completions."""
+class SamplingRequest(_SamplingFields):
+    """Fields shared by completion and chat-completion requests (the base of both)."""
 
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
@@ -107,7 +107,7 @@ class _Sampling(_SamplingFields):
         return {name: getattr(self, api) for api, name in SAMPLING_FIELDS.items() if getattr(self, api) is not None}
 
 
-class CompletionRequest(_Sampling):
+class CompletionRequest(SamplingRequest):
     """``POST /v1/completions``: one prompt (or a short list of prompts)."""
 
     prompt: str | list[str] = ""
@@ -142,7 +142,7 @@ class ChatMessage(BaseModel):
         return "\n".join(texts)
 
 
-class ChatRequest(_Sampling):
+class ChatRequest(SamplingRequest):
     """``POST /v1/chat/completions``; ``max_completion_tokens`` is the newer name of ``max_tokens``.
 
     ``label`` is KoGPT2 chat's sentiment slot (the text between ``<unused1>`` and ``<sys>``).
