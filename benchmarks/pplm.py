@@ -10,7 +10,9 @@ discriminator, steering to positive and to negative. Measured per mode:
     TF-IDF + logistic regression (``benchmarks/tfidf.py``) fitted in this run on a seeded
     sample of NSMC train, its accuracy on NSMC test printed; ``--judge bundled|DIR`` = a
     ``kogpt2 finetune sentiment`` head. The steering discriminator's own P(positive) is shown
-    beside it (``disc``; optimistic: it is the model being optimised);
+    beside it (``disc``; optimistic: it is the model being optimised). With a discriminator, every
+    mode (unsteered and bag of words too) gets both columns, so ``--bow FILE`` of sentiment words can
+    be judged next to it;
   * fluency: bits/char of the continuations under the unsteered model
     (``kogpt2.evaluate.bits_per_char``; each continuation scored as its own document);
   * diversity: Dist-1/2/3, distinct word n-grams / all word n-grams over the mode's samples;
@@ -188,7 +190,7 @@ def main() -> None:
             cfg = pplm.PPLMConfig(**strength)
             measure(f"discrim {label}", pplm.PPLMDecoder(model, pplm.load_discriminator(discrim, label), cfg))
         with torch.no_grad():
-            for name in ("unsteered", "discrim positive", "discrim negative"):
+            for name in rows:  # every mode, the bag of words too
                 texts = [a + b for a, b in zip(full, rows[name]["texts"])]
                 rows[name]["p_pos"] = float(judge(texts).mean())
                 rows[name]["disc"] = float(own(texts).mean())
