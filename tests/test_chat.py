@@ -153,12 +153,30 @@ def test_repl_answers_each_question_and_honours_commands(session):
         assert run_repl(session, lines, out.write, interactive=False, err=err.write) == 0
     finally:
         del session.prompt
-    assert len(out.getvalue().split("\n")) == 3 + 1  # one line per question, nothing else
+    answers = out.getvalue().split("\n")
+    assert len(answers) == 4 + 1 and answers[2] == ""  # a line per non-command line: the blank one too
+    assert all(answers[i] for i in (0, 1, 3))
     assert prompts[0] == "<usr>오늘 날씨 어때<unused1>0<sys>"
     assert prompts[1].startswith("<usr>오늘 날씨 어때<unused1>0<sys>")  # earlier turn kept as context
     assert prompts[1].endswith("<usr>배고파<unused1>2<sys>")
     assert prompts[2] == "<usr>심심해<unused1>2<sys>"  # /reset forgot the turns, kept the label
     assert "질문을 입력하세요" in err.getvalue() and "9" in err.getvalue()  # hints, no crash
+
+
+def test_batch_mode_answers_a_failed_question_with_an_empty_line(session):
+    def failing(question):
+        if question == "실패":
+            raise KoGPT2Error("this question cannot be answered")
+        yield "대답"
+
+    out, err = io.StringIO(), io.StringIO()
+    session.reply = failing
+    try:
+        run_repl(session, ["하나", "실패", "둘"], out.write, interactive=False, err=err.write)
+    finally:
+        del session.reply
+    assert out.getvalue() == "대답\n\n대답\n"  # answers stay on their questions' lines
+    assert "cannot be answered" in err.getvalue()
 
 
 def test_context_drops_oldest_turns(session):
@@ -180,7 +198,8 @@ def test_cli_chat_batch_mode(tiny_model_dir, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("안녕\n\n/sentiment 1\n잘 가\n"))
     assert main(["chat", "--model", str(tiny_model_dir), "--max-new-tokens", "6", "--seed", "1"]) == 0
     captured = capsys.readouterr()
-    assert captured.out.count("\n") == 2 and "KoGPT2" not in captured.out
+    assert captured.out.count("\n") == 3 and "KoGPT2" not in captured.out  # 안녕, the blank line, 잘 가
+    assert captured.out.split("\n")[1] == ""
     assert main(["chat", "--adapter", "x", "--no-adapter"]) == 2
 
 

@@ -340,8 +340,9 @@ def run_repl(session: ChatSession, lines: Iterable[str], write: Callable[[str], 
     """Drive a session from input lines: questions, ``/reset``, ``/sentiment N``, ``/quit``.
 
     Interactive mode prints a banner, prompts and notices. Batch mode prints exactly one
-    line per question (newlines inside an answer become spaces) and nothing else; hints go
-    to ``err`` (stderr).
+    line per input line that is not a command (newlines inside an answer become spaces), so
+    answers line up with questions: a blank line, or a question that fails, gets an empty
+    line; hints go to ``err`` (stderr).
 
     Returns:
         the exit status (0).
@@ -365,12 +366,19 @@ def run_repl(session: ChatSession, lines: Iterable[str], write: Callable[[str], 
                 notice(f"알 수 없는 명령 {line.split()[0]}. {HELP}\n")
             elif not line:
                 notice("(질문을 입력하세요. " + HELP + ")\n")
+                if not interactive:
+                    write("\n")
             else:
                 if interactive:
                     write("봇> ")
-                for chunk in session.reply(line):
-                    write(chunk if interactive else chunk.replace("\r", " ").replace("\n", " "))
-                write("\n")
+                answered = False
+                try:
+                    for chunk in session.reply(line):
+                        answered = True
+                        write(chunk if interactive else chunk.replace("\r", " ").replace("\n", " "))
+                finally:
+                    if answered or not interactive:
+                        write("\n")
         except KoGPT2Error as e:
             notice(f"({e})\n")
         if interactive:

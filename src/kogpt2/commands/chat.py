@@ -28,7 +28,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-adapter", action="store_true", help="chat with the base model as it is")
     parser.add_argument("--sentiment", type=int, default=0, choices=[0, 1, 2],
                         help="sentiment slot: 0 everyday (default), 1 negative, 2 positive")
-    parser.add_argument("--batch", action="store_true", help="one question per stdin line, one answer per line")
+    parser.add_argument("--batch", action="store_true",
+                        help="one question per stdin line, one answer line per input line (empty for a blank "
+                        "line or a failed question; /commands print none)")
     from kogpt2.commands.sampling_args import add_sampling_flags
     from kogpt2.devices import add_device_flags
 
