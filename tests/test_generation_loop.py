@@ -3,6 +3,7 @@ HF compatibility, the CLI."""
 
 from __future__ import annotations
 
+import io
 import math
 import subprocess
 import sys
@@ -347,7 +348,7 @@ def test_cli_generate_streams_prompt_and_continuation(tiny_model_dir):
     assert r.stdout == "나는 어두운 숲" + expected + "\n"
 
 
-def test_cli_generate_in_process(tiny_model_dir, tmp_path, capsys):
+def test_cli_generate_in_process(tiny_model_dir, tmp_path, capsys, monkeypatch):
     from kogpt2.cli import main
 
     prompts = tmp_path / "prompts.txt"
@@ -355,6 +356,10 @@ def test_cli_generate_in_process(tiny_model_dir, tmp_path, capsys):
     assert main(["generate", "--prompts", str(prompts), "--model", str(tiny_model_dir), "--greedy",
                  "--max-new-tokens", "6", "--no-stream"]) == 0
     expected = generate(["나는", "하늘이"], model=tiny_model_dir, do_sample=False, max_new_tokens=6)
+    assert capsys.readouterr().out == f"나는{expected[0]}\n\n하늘이{expected[1]}\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO("나는\n하늘이\n"))  # --prompts -: the same prompts piped
+    assert main(["generate", "--prompts", "-", "--model", str(tiny_model_dir), "--greedy",
+                 "--max-new-tokens", "6", "--no-stream"]) == 0
     assert capsys.readouterr().out == f"나는{expected[0]}\n\n하늘이{expected[1]}\n"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 
 import pytest
@@ -138,7 +139,7 @@ def test_head_on_another_base_is_a_clear_error(head, tmp_path, tiny_tokenizer):
 
 
 @pytest.mark.slow
-def test_cli_classify_and_eval(head, tiny_model_dir, tmp_path, capsys):
+def test_cli_classify_and_eval(head, tiny_model_dir, tmp_path, capsys, monkeypatch):
     from kogpt2.cli import main
 
     path, _, held_out = head
@@ -150,6 +151,14 @@ def test_cli_classify_and_eval(head, tiny_model_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 skipped" in out and f"on {len(held_out)} reviews" in out
     assert main(["classify", "", "--head", str(path)]) == 2
+    reviews = ["이 영화는 정말 재미있었다", "두 번 보고 싶지 않은 영화"]
+    piped = io.TextIOWrapper(io.BytesIO(("\n".join(reviews) + "\n\n").encode()), encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", piped)
+    monkeypatch.setattr(piped, "isatty", lambda: False, raising=False)
+    assert main(["classify", "--head", str(path), "--model", str(tiny_model_dir)]) == 0  # no texts: stdin's lines
+    captured = capsys.readouterr()
+    assert [line.split("\t")[2] for line in captured.out.splitlines()] == reviews
+    assert "1 blank line(s) skipped" in captured.err
 
 
 def test_zero_shot_is_calibrated_on_empty_text(tiny_model_dir, tiny_tokenizer):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from kogpt2.errors import KoGPT2Error
@@ -36,3 +38,29 @@ def test_read_json_reports_line_and_column_and_fix(tmp_path):
         read_json(p, "config", fix="redo it")
     with pytest.raises(KoGPT2Error, match="is a directory"):
         read_json(tmp_path, "config")
+
+
+class _Stdin(io.TextIOWrapper):
+    """Piped standard input holding ``data`` (not a terminal)."""
+
+    def __init__(self, data: bytes):
+        super().__init__(io.BytesIO(data), encoding="utf-8")
+
+    def isatty(self) -> bool:
+        return False
+
+
+def test_dash_reads_standard_input(monkeypatch):
+    monkeypatch.setattr("sys.stdin", _Stdin("하나\n\n 둘 \n".encode()))
+    notes = []
+    assert read_text_lines("-", "--prompts", strip=True, warn=notes.append) == ["하나", "둘"]
+    assert notes == ["--prompts - (stdin): 1 blank line(s) skipped, 2 used"]
+
+
+def test_dash_errors_name_stdin_and_the_pipe_fix(monkeypatch):
+    monkeypatch.setattr("sys.stdin", _Stdin("한국어".encode("cp949")))
+    with pytest.raises(KoGPT2Error, match=r"^stdin is not UTF-8 .*pipe it through: iconv -f cp949 -t utf-8$"):
+        read_text("-", "stdin")
+    monkeypatch.setattr("sys.stdin", _Stdin(b"\n"))
+    with pytest.raises(KoGPT2Error, match=r"^--file - \(stdin\) holds no non-blank line"):
+        read_text_lines("-", "--file")

@@ -21,35 +21,51 @@ from kogpt2.errors import KoGPT2Error
 from kogpt2.validate import existing_file
 
 _SNIFF_BYTES = 8192
+STDIN = "-"
+"""The path that means standard input, as in most Unix tools (``--prompts -``, ``--file -``)."""
 
 
 def _note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr)
 
 
+def _source(what: str, path: str | Path) -> str:
+    """How messages name a file the user gave: ``--prompts p.txt``; ``--file - (stdin)``; ``stdin``."""
+    if str(path) != STDIN:
+        return f"{what} {path}"
+    return what if what == "stdin" else f"{what} - (stdin)"
+
+
 def decode_text(data: bytes, path: str | Path, what: str) -> str:
     """``data`` decoded as UTF-8 (a leading BOM dropped); a clear error for binary or CP949 bytes."""
     if b"\x00" in data[:_SNIFF_BYTES]:
-        raise KoGPT2Error(f"{what} {path} looks binary (NUL bytes), not UTF-8 text; give a text file")
+        raise KoGPT2Error(f"{_source(what, path)} looks binary (NUL bytes), not UTF-8 text; give a text file")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
+        if str(path) == STDIN:
+            raise KoGPT2Error(f"{_source(what, path)} is not UTF-8 (byte 0x{data[e.start]:02x} on line {line}); "
+                              "if it is CP949/EUC-KR, pipe it through: iconv -f cp949 -t utf-8") from None
         raise KoGPT2Error(f"{what} {path} is not UTF-8 (byte 0x{data[e.start]:02x} on line {line}); "
                           f"if it is CP949/EUC-KR, convert it: iconv -f cp949 -t utf-8 {path} > "
                           f"{Path(path).with_suffix('.utf8' + Path(path).suffix)}") from None
 
 
 def read_text(path: str | Path, what: str = "file") -> str:
-    """The whole UTF-8 text of ``path``.
+    """The whole UTF-8 text of ``path`` (``-``: standard input).
 
     Args:
-        path: the file to read.
+        path: the file to read, or :data:`STDIN`.
         what: how the user gave it (``"--prompts"``, ``"chat data"``), used in errors.
 
     Raises:
         KoGPT2Error: missing file, a directory, unreadable, binary, or not UTF-8.
     """
+    if str(path) == STDIN:
+        stream = getattr(sys.stdin, "buffer", None)
+        data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
+        return decode_text(data, STDIN, what)
     p = existing_file(path, what)
     try:
         data = p.read_bytes()
@@ -63,7 +79,7 @@ def read_text_lines(path: str | Path, what: str = "file", *, strip: bool = False
     """The non-blank lines of a UTF-8 file (line ends removed), blank ones counted and reported.
 
     Args:
-        path: the file to read.
+        path: the file to read (``-``: standard input).
         what: how the user gave it, used in messages.
         strip: strip surrounding whitespace from each line.
         warn: called once with the number of blank lines skipped (None: silent).
@@ -74,10 +90,10 @@ def read_text_lines(path: str | Path, what: str = "file", *, strip: bool = False
     lines = read_text(path, what).splitlines()
     kept = [l.strip() if strip else l for l in lines if l.strip()]
     if not kept:
-        raise KoGPT2Error(f"{what} {path} holds no non-blank line; give one item per line")
+        raise KoGPT2Error(f"{_source(what, path)} holds no non-blank line; give one item per line")
     skipped = len(lines) - len(kept)
     if skipped and warn is not None:
-        warn(f"{what} {path}: {skipped} blank line(s) skipped, {len(kept)} used")
+        warn(f"{_source(what, path)}: {skipped} blank line(s) skipped, {len(kept)} used")
     return kept
 
 

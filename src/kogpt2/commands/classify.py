@@ -5,6 +5,7 @@ Examples::
     kogpt2 classify "정말 재미있는 영화였다"                 # bundled sentiment head
     kogpt2 classify "시간 아깝다" "배우 연기 최고" --head runs/sent
     kogpt2 classify --file reviews.txt --head runs/sent     # one text per line
+    cut -f2 reviews.tsv | kogpt2 classify                   # no texts: stdin's lines (or --file -)
     kogpt2 classify "정말 재미있는 영화였다" --model runs/mini --zero-shot
 
 Prints one line per text: ``label<TAB>probability<TAB>text``.
@@ -13,13 +14,15 @@ Prints one line per text: ``label<TAB>probability<TAB>text``.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from kogpt2.errors import KoGPT2Error
+from kogpt2.textio import STDIN, read_text_lines
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("texts", nargs="*", help="texts to classify")
-    parser.add_argument("--file", default=None, help="a file with one text per line")
+    parser.add_argument("texts", nargs="*", help="texts to classify (none: the lines of piped stdin)")
+    parser.add_argument("--file", default=None, help="a file with one text per line (- for stdin)")
     parser.add_argument("--head", default=None,
                         help="sentiment head from `kogpt2 finetune sentiment` (default: the bundled one)")
     parser.add_argument("--model", default=None,
@@ -44,13 +47,12 @@ def run(args: argparse.Namespace) -> int:
     if args.zero_shot and args.head:
         raise KoGPT2Error("--zero-shot uses no head; drop --head")
     texts = list(args.texts)
-    if args.file:
-        from kogpt2.textio import read_text_lines
-
-        texts += read_text_lines(args.file, "--file", strip=True)
+    source = args.file or (STDIN if not texts and not sys.stdin.isatty() else None)
+    if source:
+        texts += read_text_lines(source, "--file" if args.file else "stdin", strip=True)
     if not texts or any(not t.strip() for t in texts):
         raise KoGPT2Error('give non-empty texts to classify, e.g. kogpt2 classify "정말 재미있는 영화였다" '
-                          "(or --file F with one text per line)")
+                          "(or --file F with one text per line, or pipe them on stdin)")
     clf = load_zero_shot(args.model) if args.zero_shot else load_classifier(args.head, args.model)
     if args.zero_shot:
         clf.lm = place(clf.lm, device)

@@ -9,7 +9,7 @@ from kogpt2.errors import KoGPT2Error
 
 
 def read_prompts(args: argparse.Namespace) -> list[str]:
-    """The prompts of a generate-like command: one PROMPT or the lines of --prompts FILE."""
+    """The prompts of a generate-like command: one PROMPT or the lines of --prompts FILE (- for stdin)."""
     if (args.prompt is None) == (args.prompts is None):
         raise KoGPT2Error("give a PROMPT or --prompts FILE (exactly one)")
     if args.prompt is not None:

@@ -31,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         ". Train a discriminator first with: kogpt2 pplm train-discrim --data FILE --out DIR "
         "(see `kogpt2 pplm train-discrim --help`)")
     parser.add_argument("prompt", nargs="?", help="prompt text")
-    parser.add_argument("--prompts", metavar="FILE", help="one prompt per line (instead of PROMPT)")
+    parser.add_argument("--prompts", metavar="FILE", help="one prompt per line, - for stdin (instead of PROMPT)")
     parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-small)")
     a = parser.add_argument_group("attribute (exactly one)")
     a.add_argument("--bow", metavar="NAME", help=f"a shipped bag of words: {' '.join(bow_names())}")
