@@ -3,6 +3,7 @@ gm_scale extremes, batched rows, the discriminator, and the ``kogpt2 pplm`` comm
 
 from __future__ import annotations
 
+import io
 import json
 import random
 
@@ -246,6 +247,7 @@ def test_discriminator_refuses_another_model(discrim_dir, tiny_tokenizer, tmp_pa
     (["오늘", "--bow", "공포", "--class", "positive"], "only applies with --discrim"),
     (["--bow", "공포"], "PROMPT or --prompts"),
 ])
-def test_cli_bad_options(tiny_model_dir, capsys, argv, message):
+def test_cli_bad_options(tiny_model_dir, capsys, monkeypatch, argv, message):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # nothing piped (as under CI's /dev/null)
     assert main(["pplm", *argv, "--model", str(tiny_model_dir)]) == 2
     assert message in capsys.readouterr().err

@@ -64,3 +64,9 @@ def test_dash_errors_name_stdin_and_the_pipe_fix(monkeypatch):
     monkeypatch.setattr("sys.stdin", _Stdin(b"\n"))
     with pytest.raises(KoGPT2Error, match=r"^--file - \(stdin\) holds no non-blank line"):
         read_text_lines("-", "--file")
+
+
+def test_dash_with_closed_stdin_is_one_error(monkeypatch):
+    monkeypatch.setattr("sys.stdin", None)
+    with pytest.raises(KoGPT2Error, match=r"--prompts - \(stdin\): standard input is closed"):
+        read_text("-", "--prompts")

@@ -63,8 +63,13 @@ def read_text(path: str | Path, what: str = "file") -> str:
         KoGPT2Error: missing file, a directory, unreadable, binary, or not UTF-8.
     """
     if str(path) == STDIN:
-        stream = getattr(sys.stdin, "buffer", None)
-        data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
+        if sys.stdin is None:
+            raise KoGPT2Error(f"{_source(what, path)}: standard input is closed; give a file instead of -")
+        try:
+            stream = getattr(sys.stdin, "buffer", None)
+            data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
+        except OSError as e:
+            raise KoGPT2Error(f"cannot read {_source(what, path)}: {e.strerror or e}") from None
         return decode_text(data, STDIN, what)
     p = existing_file(path, what)
     try:
@@ -87,7 +92,13 @@ def read_text_lines(path: str | Path, what: str = "file", *, strip: bool = False
     Raises:
         KoGPT2Error: as :func:`read_text`, or when the file holds no non-blank line.
     """
-    lines = read_text(path, what).splitlines()
+    return text_lines(read_text(path, what), what, path, strip=strip, warn=warn)
+
+
+def text_lines(text: str, what: str, path: str | Path, *, strip: bool = False,
+               warn: Callable[[str], None] | None = _note) -> list[str]:
+    """The non-blank lines of ``text`` read from ``path``; as :func:`read_text_lines` after reading."""
+    lines = text.splitlines()
     kept = [l.strip() if strip else l for l in lines if l.strip()]
     if not kept:
         raise KoGPT2Error(f"{_source(what, path)} holds no non-blank line; give one item per line")

@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from kogpt2.errors import KoGPT2Error
-from kogpt2.textio import STDIN, read_text_lines
+from kogpt2.textio import STDIN, read_text, read_text_lines, text_lines
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -47,9 +47,11 @@ def run(args: argparse.Namespace) -> int:
     if args.zero_shot and args.head:
         raise KoGPT2Error("--zero-shot uses no head; drop --head")
     texts = list(args.texts)
-    source = args.file or (STDIN if not texts and not sys.stdin.isatty() else None)
-    if source:
-        texts += read_text_lines(source, "--file" if args.file else "stdin", strip=True)
+    if args.file:
+        texts += read_text_lines(args.file, "--file", strip=True)
+    elif not texts and sys.stdin is not None and not sys.stdin.isatty():
+        piped = read_text(STDIN, "stdin")
+        texts = text_lines(piped, "stdin", STDIN, strip=True) if piped.strip() else []
     if not texts or any(not t.strip() for t in texts):
         raise KoGPT2Error('give non-empty texts to classify, e.g. kogpt2 classify "정말 재미있는 영화였다" '
                           "(or --file F with one text per line, or pipe them on stdin)")

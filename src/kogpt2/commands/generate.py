@@ -22,7 +22,8 @@ from kogpt2.errors import KoGPT2Error
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``generate`` arguments."""
-    parser.add_argument("prompt", nargs="?", help="prompt text ('' starts a new document from </s>)")
+    parser.add_argument("prompt", nargs="?",
+                        help="prompt text ('' starts a new document from </s>; none: the lines of piped stdin)")
     parser.add_argument("--prompts", metavar="FILE", help="a file with one prompt per line, - for stdin (instead of PROMPT)")
     parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-small)")
     parser.add_argument("--preset", default="default",

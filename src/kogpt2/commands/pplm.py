@@ -30,7 +30,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.description = (parser.description or "") + (
         ". Train a discriminator first with: kogpt2 pplm train-discrim --data FILE --out DIR "
         "(see `kogpt2 pplm train-discrim --help`)")
-    parser.add_argument("prompt", nargs="?", help="prompt text")
+    parser.add_argument("prompt", nargs="?", help="prompt text (none: the lines of piped stdin)")
     parser.add_argument("--prompts", metavar="FILE", help="one prompt per line, - for stdin (instead of PROMPT)")
     parser.add_argument("--model", metavar="DIR", help="model directory (default: the bundled kogpt2-small)")
     a = parser.add_argument_group("attribute (exactly one)")
