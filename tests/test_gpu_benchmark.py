@@ -90,3 +90,21 @@ def test_device_script_without_fastapi_or_wheels_says_so_and_exits_3(tmp_path):
                        env=dict(os.environ, OUT=str(tmp_path / "out"), PYTHON=str(bare)))
     assert r.returncode == 3
     assert "no wheels are in .whl/" in r.stderr and "gpu_device.sh fetch" in r.stderr
+
+
+DEVICE_TREE_LIMIT = 64 * 2**20
+"""What a lent GPU machine accepts: tracked and untracked-not-ignored files plus carried paths (64 MiB)."""
+WHEELS_BYTES = 3_300_000
+"""``bash benchmarks/gpu_device.sh fetch``'s wheels (fastapi, uvicorn, pydantic...): 3.12 MB, measured."""
+
+
+def test_the_tree_and_its_wheels_fit_the_gpu_machine():
+    """The GPU check cannot run at all if what travels is over the limit (it was, at 66.5 MiB of tracked files)."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    sizes = {name: (ROOT / name).stat().st_size for name in listed if name and (ROOT / name).is_file()}
+    total = sum(sizes.values()) + WHEELS_BYTES
+    biggest = ", ".join(f"{n} {s / 2**20:.1f} MiB" for n, s in sorted(sizes.items(), key=lambda x: -x[1])[:3])
+    assert total <= DEVICE_TREE_LIMIT, f"{total / 2**20:.1f} MiB would travel (biggest: {biggest})"

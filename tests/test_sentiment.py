@@ -161,6 +161,28 @@ def test_cli_classify_and_eval(head, tiny_model_dir, tmp_path, capsys, monkeypat
     assert "1 blank line(s) skipped" in captured.err
 
 
+@pytest.mark.slow
+def test_export_hf_releases_a_lora_head_in_bf16(head, tiny_model_dir, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from kogpt2.cli import main
+
+    path, _, held_out = head
+    out = tmp_path / "release"
+    assert main(["export", "hf", str(path), str(out)]) == 0
+    assert sorted(f.name for f in out.iterdir()) == ["adapter_config.json", "adapter_model.safetensors",
+                                                     "kogpt2_finetune.json"]  # no metrics, plot or resume state
+    weights = load_file(str(out / "adapter_model.safetensors"))
+    assert {t.dtype for t in weights.values()} == {torch.bfloat16}
+    assert weights.keys() == load_file(str(path / "adapter_model.safetensors")).keys()
+    texts = [t for t, _ in held_out]
+    before = load_classifier(path, tiny_model_dir).predict_proba(texts)
+    after = load_classifier(out, tiny_model_dir).predict_proba(texts)  # served on the fp32 base as before
+    assert torch.allclose(torch.as_tensor(after), torch.as_tensor(before), atol=0.02)
+    assert main(["export", "hf", str(path), str(path)]) == 2  # never over the source
+    assert "is the source model" in capsys.readouterr().err
+
+
 def test_zero_shot_is_calibrated_on_empty_text(tiny_model_dir, tiny_tokenizer):
     from kogpt2.model import load_model
 

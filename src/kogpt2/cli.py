@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("kogpt2.commands.train", "pretrain a GPT-2 / GPT-Neo from data shards (CPU, GPU, torchrun)"),
     "generate": ("kogpt2.commands.generate", "generate Korean text (streaming) with any model directory"),
     "eval": ("kogpt2.commands.eval", "evaluate models: bits per character, chat, sentiment"),
-    "export": ("kogpt2.commands.export", "export a model to ONNX (with past key/values, optional int8)"),
+    "export": ("kogpt2.commands.export", "export to ONNX (past key/values, int8) or a compact bf16 HF release"),
     "convert": ("kogpt2.commands.convert", "import TF GPT-2 checkpoints and normalise KoGPT2 v1/v2 directories"),
     "finetune": ("kogpt2.commands.finetune", "fine-tune a chatbot or a sentiment classifier (LoRA or full)"),
     "chat": ("kogpt2.commands.chat", "chat with a fine-tuned model in Korean"),

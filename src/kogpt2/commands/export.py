@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -27,8 +28,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     onnx.set_defaults(func=run_onnx)
     hf = sub.add_parser("hf", help="a compact inference-only HF directory (bf16 weights, no trainer state)",
                         description="Release a training checkpoint as a Hugging Face directory, e.g. the "
-                                    "bundled model: kogpt2 export hf runs/mini/step_0000900 src/kogpt2/models/kogpt2-small")
-    hf.add_argument("model", metavar="DIR", help="checkpoint directory (e.g. runs/mini/step_0001000; a run directory: its newest)")
+                                    "bundled model: kogpt2 export hf runs/mini/step_0000900 src/kogpt2/models/kogpt2-small; "
+                                    "or a LoRA fine-tune (`kogpt2 finetune ... --out DIR`) as its adapter alone: "
+                                    "kogpt2 export hf runs/sent src/kogpt2/models/kogpt2-small-sentiment")
+    hf.add_argument("model", metavar="DIR", help="checkpoint directory (e.g. runs/mini/step_0001000; a run "
+                    "directory: its newest), or a LoRA fine-tune output (adapter_config.json)")
     hf.add_argument("out", metavar="OUT", help="output directory (replaced atomically)")
     hf.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"], help="storage dtype")
     hf.set_defaults(func=run_hf)
@@ -72,10 +76,16 @@ def run_hf(args: argparse.Namespace) -> int:
 
     from kogpt2.validate import output_apart, output_dir
 
-    model = check_model_dir(args.model, tokenizer=True)
     output_dir(args.out, "OUT")
-    output_apart(args.out, model)
-    out = release(model, args.out, dtype=args.dtype)
+    if (Path(args.model) / "adapter_config.json").is_file():  # a LoRA fine-tune: the adapter alone
+        from kogpt2.finetune.base import release_adapter
+
+        output_apart(args.out, Path(args.model))
+        out = release_adapter(args.model, args.out, dtype=args.dtype)
+    else:
+        model = check_model_dir(args.model, tokenizer=True)
+        output_apart(args.out, model)
+        out = release(model, args.out, dtype=args.dtype)
     for f in sorted(out.iterdir()):
         print(f"{f}  {f.stat().st_size / 1e6:.1f} MB")
     return 0

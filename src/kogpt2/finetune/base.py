@@ -168,6 +168,43 @@ def save_lora(peft_model, out: Path, base: Path) -> None:
         card.unlink()
 
 
+ADAPTER_RELEASE_FILES = ("adapter_config.json", META_FILE)
+"""What a released LoRA fine-tune keeps besides its weights (no metrics, plot or resume state)."""
+
+
+def release_adapter(src: str | Path, out: str | Path, dtype: str = "bf16") -> Path:
+    """Write a LoRA fine-tune output as a compact release: weights in ``dtype``, no trainer state.
+
+    peft casts the stored weights to the base model's dtype when it loads them, so a bf16
+    release serves an fp32 base unchanged; the directory is written atomically.
+    """
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from kogpt2.atomic import atomic_dir
+    from kogpt2.model_dir import check_adapter_dir
+
+    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(dtype)
+    if torch_dtype is None:
+        raise KoGPT2Error(f"--dtype {dtype!r}: choose bf16, fp16 or fp32")
+    src = check_adapter_dir(src)
+    if not (src / "adapter_model.safetensors").is_file():
+        raise KoGPT2Error(f"{src} stores its adapter as adapter_model.bin; a release needs adapter_model.safetensors "
+                          "(re-save it with peft's save_pretrained(safe_serialization=True))")
+    weights = {k: v.to(torch_dtype) if v.is_floating_point() else v
+               for k, v in load_file(str(src / "adapter_model.safetensors")).items()}
+    with atomic_dir(out) as tmp:
+        save_file(weights, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+        for name in ADAPTER_RELEASE_FILES:
+            if (src / name).is_file():
+                shutil.copyfile(src / name, tmp / name)
+        for f in tmp.iterdir():
+            f.chmod(0o644)
+    return Path(out)
+
+
 @contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Silence transformers' load reports (e.g. the newly initialised classifier head) and peft's
