@@ -157,6 +157,14 @@ RELEASE_FILES = ("config.json", "model.safetensors", "generation_config.json", "
                  "tokenizer_config.json", "special_tokens_map.json")
 
 
+def storage_dtype(dtype: str) -> torch.dtype:
+    """The torch dtype a release stores its weights in: ``bf16``, ``fp16`` or ``fp32``."""
+    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(dtype)
+    if torch_dtype is None:
+        raise KoGPT2Error(f"--dtype {dtype!r}: choose bf16, fp16 or fp32")
+    return torch_dtype
+
+
 def release(src: str | Path, out: str | Path, dtype: str = "bf16") -> Path:
     """Write a training checkpoint as a compact, inference-only HF directory.
 
@@ -167,10 +175,7 @@ def release(src: str | Path, out: str | Path, dtype: str = "bf16") -> Path:
     from kogpt2.model import load_model
     from kogpt2.tokenizer import load_tokenizer
 
-    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(dtype)
-    if torch_dtype is None:
-        raise KoGPT2Error(f"--dtype {dtype!r}: choose bf16, fp16 or fp32")
-    model = load_model(src).to(torch_dtype)
+    model = load_model(src).to(storage_dtype(dtype))
     tokenizer = load_tokenizer(src)
     with atomic_dir(out) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)

@@ -79,6 +79,18 @@ def read_text(path: str | Path, what: str = "file") -> str:
     return decode_text(data, p, what)
 
 
+def piped_lines(*, strip: bool = False) -> list[str]:
+    """The non-blank lines of standard input when it is piped; [] for a terminal, closed or empty stdin.
+
+    Commands that take their input as arguments read it from here when none is given
+    (``echo 오늘 | kogpt2 generate``); [] lets them give their usual "give a ..." error.
+    """
+    if sys.stdin is None or sys.stdin.isatty():
+        return []
+    piped = read_text(STDIN, "stdin")
+    return text_lines(piped, "stdin", STDIN, strip=strip) if piped.strip() else []
+
+
 def read_text_lines(path: str | Path, what: str = "file", *, strip: bool = False,
                     warn: Callable[[str], None] | None = _note) -> list[str]:
     """The non-blank lines of a UTF-8 file (line ends removed), blank ones counted and reported.

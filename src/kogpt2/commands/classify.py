@@ -14,10 +14,9 @@ Prints one line per text: ``label<TAB>probability<TAB>text``.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from kogpt2.errors import KoGPT2Error
-from kogpt2.textio import STDIN, read_text, read_text_lines, text_lines
+from kogpt2.textio import piped_lines, read_text_lines
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -49,9 +48,8 @@ def run(args: argparse.Namespace) -> int:
     texts = list(args.texts)
     if args.file:
         texts += read_text_lines(args.file, "--file", strip=True)
-    elif not texts and sys.stdin is not None and not sys.stdin.isatty():
-        piped = read_text(STDIN, "stdin")
-        texts = text_lines(piped, "stdin", STDIN, strip=True) if piped.strip() else []
+    elif not texts:
+        texts = piped_lines(strip=True)
     if not texts or any(not t.strip() for t in texts):
         raise KoGPT2Error('give non-empty texts to classify, e.g. kogpt2 classify "정말 재미있는 영화였다" '
                           "(or --file F with one text per line, or pipe them on stdin)")

@@ -13,12 +13,10 @@ def read_prompts(args: argparse.Namespace) -> list[str]:
 
     With neither, the lines of standard input when it is piped (``echo 오늘 | kogpt2 generate``).
     """
-    from kogpt2.textio import STDIN, read_text, read_text_lines, text_lines
+    from kogpt2.textio import piped_lines, read_text_lines
 
-    if args.prompt is None and args.prompts is None and sys.stdin is not None and not sys.stdin.isatty():
-        piped = read_text(STDIN, "stdin")
-        if piped.strip():
-            return text_lines(piped, "stdin", STDIN)
+    if args.prompt is None and args.prompts is None and (piped := piped_lines()):
+        return piped
     if (args.prompt is None) == (args.prompts is None):
         raise KoGPT2Error("give a PROMPT or --prompts FILE (exactly one; or pipe prompts on stdin)")
     if args.prompt is not None:

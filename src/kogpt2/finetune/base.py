@@ -180,15 +180,13 @@ def release_adapter(src: str | Path, out: str | Path, dtype: str = "bf16") -> Pa
     """
     import shutil
 
-    import torch
     from safetensors.torch import load_file, save_file
 
     from kogpt2.atomic import atomic_dir
+    from kogpt2.checkpoint import storage_dtype
     from kogpt2.model_dir import check_adapter_dir
 
-    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(dtype)
-    if torch_dtype is None:
-        raise KoGPT2Error(f"--dtype {dtype!r}: choose bf16, fp16 or fp32")
+    torch_dtype = storage_dtype(dtype)
     src = check_adapter_dir(src)
     if not (src / "adapter_model.safetensors").is_file():
         raise KoGPT2Error(f"{src} stores its adapter as adapter_model.bin; a release needs adapter_model.safetensors "
